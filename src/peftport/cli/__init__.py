@@ -1,0 +1,1 @@
+"""Command line: thin shells around one library call each."""

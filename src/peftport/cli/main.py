@@ -1,0 +1,130 @@
+"""The ``peftport`` command. Each subcommand is a thin shell around one library call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from peftport import __version__
+from peftport.errors import PeftportError
+
+app = typer.Typer(
+    help="Move PEFT modules (LoRA, bottleneck adapters) from a teacher model to a smaller student.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory (written atomically).")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `PeftportError` into a one-line message on stderr and exit code 2."""
+    try:
+        yield
+    except PeftportError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"peftport {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = None,
+) -> None:
+    """Move PEFT modules (LoRA, bottleneck adapters) from a teacher model to a smaller student."""
+
+
+@app.command()
+def inspect(
+    module_dir: Annotated[Path, typer.Argument(help="A peft or AdapterHub module directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Show a module's format, type, slots, layers, shapes, settings and peftport manifest."""
+    from peftport.formats.registry import detect_format, load_module, read_manifest
+    from peftport.reports.inspection import render, summarize
+
+    with user_errors():
+        summary = summarize(load_module(module_dir), detect_format(module_dir), read_manifest(module_dir))
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        console.print(render(summary))
+
+
+@app.command()
+def transfer(
+    teacher: Annotated[str, typer.Option(help="Teacher model: hub name or local directory.")],
+    student: Annotated[str, typer.Option(help="Student model: hub name or local directory.")],
+    module: Annotated[Path, typer.Option(help="Teacher module directory (peft or AdapterHub).")],
+    out: Out,
+    layer_map: Annotated[
+        str, typer.Option(help="skip, skip-last, skip-uniform, avg, identity, or a list like '0,2,4' ('+' averages).")
+    ] = "skip",
+    format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
+    force: Force = False,
+) -> None:
+    """Initialise a student module from a teacher module (matching widths; layer map picks teacher layers)."""
+    from peftport.formats.atomic import check_writable
+    from peftport.formats.registry import save_module
+    from peftport.pipelines.transfer import transfer as run_transfer
+
+    with user_errors():
+        check_writable(out, force)
+        result = run_transfer(module, teacher=teacher, student=student, layer_map=layer_map)
+        save_module(result, out, format=format, force=force)
+    lmap = result.provenance["layer_map"]
+    pairs = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap["sources"]))
+    console.print(f"wrote {out} ({result.kind}, {len(result.layers)} layers, map {lmap['method']}: {pairs})")
+    if result.provenance["dropped"]:
+        errors.print(f"note: not transferred (outside the layers): {', '.join(result.provenance['dropped'])}")
+
+
+@app.command()
+def convert(
+    module_dir: Annotated[Path, typer.Argument(help="A peft or AdapterHub module directory.")],
+    to: Annotated[str, typer.Option("--to", help="Target format: peft or adapterhub.")],
+    out: Out,
+    force: Force = False,
+) -> None:
+    """Rewrite a module in another format (LoRA between peft and AdapterHub; scaling preserved)."""
+    from peftport.formats.atomic import check_writable
+    from peftport.formats.registry import load_module, save_module
+
+    with user_errors():
+        check_writable(out, force)
+        save_module(load_module(module_dir), out, format=to, force=force)
+    console.print(f"wrote {out} ({to})")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("peftport-demo"),
+) -> None:
+    """Run the offline demo: transfer modules from all-MiniLM-L6-v2 to a 3-layer student and load them."""
+    from peftport.pipelines.demo import run_demo
+
+    with user_errors():
+        run_demo(out, console)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""Formats: thin codecs between files (peft, AdapterHub) and the neutral `PeftModule`."""

@@ -1,0 +1,52 @@
+"""Write an output directory completely or not at all."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from peftport.errors import OutputExistsError
+
+
+def check_writable(target: Path, force: bool) -> None:
+    """Refuse an existing output unless ``force``; call before doing any expensive work."""
+    if target.exists() and not force:
+        raise OutputExistsError(f"output '{target}' already exists: choose another path or pass --force")
+    if target.exists() and not target.is_dir():
+        raise OutputExistsError(f"output '{target}' exists and is not a directory")
+
+
+def _missing_parents(target: Path) -> list[Path]:
+    return [p for p in reversed(target.absolute().parents) if not p.exists()]
+
+
+@contextmanager
+def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory; rename it to ``target`` only if the block succeeds.
+
+    On failure the temporary directory and any parent directories created for it are removed,
+    and an existing ``target`` is left untouched.
+    """
+    target = Path(target)
+    check_writable(target, force)
+    created = _missing_parents(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            target.rename(backup / target.name)
+            staging.rename(target)
+            shutil.rmtree(backup)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in reversed(created):
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()
+        raise

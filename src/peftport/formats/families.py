@@ -1,0 +1,52 @@
+"""Decide which architecture spec a module's weight names belong to."""
+
+from __future__ import annotations
+
+from peftport.architectures.registry import architectures, spec_by_name, spec_for_model_type
+from peftport.architectures.spec import ArchitectureSpec, Location
+from peftport.errors import ModuleFormatError
+
+
+def _fits(spec: ArchitectureSpec, paths: list[str]) -> bool:
+    """Every path inside the spec's layers resolves to a slot, and at least one does."""
+    located = 0
+    for path in paths:
+        if spec.locate(path) is not None:
+            located += 1
+        elif spec.in_layers(path):
+            return False
+    return located > 0
+
+
+def resolve_spec(paths: list[str], family: str | None = None, model_type: str | None = None) -> ArchitectureSpec:
+    """The spec whose layer and slot paths explain ``paths`` (module paths of the module's tensors).
+
+    ``family`` (e.g. from ``--teacher``) is checked, not guessed; ``model_type`` (recorded by
+    AdapterHub) narrows the guess. Families with identical layouts (bert, roberta, electra)
+    cannot be told apart from base-model keys; the first in name order is taken then, which
+    writes identical keys.
+    """
+    if family is not None:
+        spec = spec_by_name(family)
+        if not _fits(spec, paths):
+            example = next((p for p in paths if spec.locate(p) is None), paths[0] if paths else "")
+            raise ModuleFormatError(
+                f"module weights do not fit a {family} model (e.g. '{example}'): is the teacher the model "
+                "the module was trained on?"
+            )
+        return spec
+    if model_type is not None:
+        try:
+            return resolve_spec(paths, spec_for_model_type(model_type).name)
+        except Exception:  # an unknown or inconsistent recorded type: fall back to the weight names
+            pass
+    for spec in architectures().values():
+        if _fits(spec, paths):
+            return spec
+    raise ModuleFormatError(f"cannot tell which model family the module is for: no spec explains '{paths[0]}'")
+
+
+def locate_all(spec: ArchitectureSpec, paths: list[str]) -> dict[str, Location]:
+    """Locations of the paths that fall on a slot (others are left out)."""
+    found = {p: spec.locate(p) for p in paths}
+    return {p: loc for p, loc in found.items() if loc is not None}

@@ -1,0 +1,1 @@
+"""Pipelines: the jobs users run (transfer, demo), built from the layers below."""

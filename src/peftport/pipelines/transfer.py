@@ -1,0 +1,131 @@
+"""Matching transfer: a teacher module becomes the initial module of a same-width student."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from peftport.architectures.models import ModelInfo, describe_model
+from peftport.architectures.registry import spec_by_name
+from peftport.architectures.spec import ArchitectureSpec
+from peftport.core.layer_maps import LayerMap, build_layer_map
+from peftport.core.module import PeftModule, lora_settings
+from peftport.core.remap import remap_layers
+from peftport.errors import ArchitectureError, ModuleFormatError, ShapeMismatchError
+from peftport.formats.registry import detect_format, load_module
+
+# Options tied to the teacher model or its task head, which is not transferred: peft refuses a
+# SEQ_CLS module whose file lacks the head weights it lists in modules_to_save.
+MODEL_BOUND_OPTIONS = ("model_class", "revision", "task_type", "modules_to_save")
+
+
+def same_layout(a: ArchitectureSpec, b: ArchitectureSpec) -> bool:
+    """Whether two families name layers and slots identically (bert, roberta, electra ...)."""
+    return a.layer_template == b.layer_template and a.slots == b.slots
+
+
+def _check_teacher_fit(module: PeftModule, teacher: ModelInfo) -> None:
+    if module.family != teacher.spec.name and not same_layout(teacher.spec, spec_by_name(module.family)):
+        raise ModuleFormatError(f"the module is for a {module.family} model, the teacher is a {teacher.spec.name}")
+    beyond = [i for i in module.layer_indices if i >= teacher.dims.num_layers]
+    if beyond:
+        raise ShapeMismatchError(
+            f"the module has layer {beyond[0]}, the teacher only {teacher.dims.num_layers} layers: wrong --teacher?"
+        )
+    if module.hidden_size and module.hidden_size != teacher.dims.hidden_size:
+        raise ShapeMismatchError(f"the module is {module.hidden_size} wide, the teacher {teacher.dims.hidden_size}")
+
+
+def _check_widths(module: PeftModule, teacher: ModelInfo, student: ModelInfo) -> None:
+    t, s = teacher.dims, student.dims
+    if t.hidden_size != s.hidden_size:
+        raise ShapeMismatchError(
+            f"hidden sizes differ (teacher {t.hidden_size}, student {s.hidden_size}): matching transfer needs "
+            "equal widths; this pair needs prune-and-align (correlation alignment)"
+        )
+    for slot in module.slots:
+        for dim in (teacher.spec.slots[slot].in_dim, teacher.spec.slots[slot].out_dim):
+            if t.width(dim) != s.width(dim):
+                raise ShapeMismatchError(
+                    f"slot {slot} needs equal {dim} sizes (teacher {t.width(dim)}, student {s.width(dim)})"
+                )
+
+
+def _check_hostable(module: PeftModule, student: ModelInfo) -> None:
+    missing = [slot for slot in module.slots if slot not in student.spec.slots]
+    if missing:
+        raise ArchitectureError(f"student family {student.spec.name} cannot host module slot(s) {missing}")
+
+
+def _model_record(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "model": info.reference,
+        "family": info.spec.name,
+        "num_layers": info.dims.num_layers,
+        "hidden_size": info.dims.hidden_size,
+    }
+
+
+def _module_record(module: PeftModule) -> dict[str, Any]:
+    record: dict[str, Any] = {"kind": module.kind, "slots": module.slots, "name": module.name}
+    if module.kind == "lora":
+        settings = lora_settings(module)
+        record.update(rank=settings.rank, alpha=settings.alpha, use_rslora=settings.use_rslora)
+    return record
+
+
+def provenance(source: PeftModule, origin: str | None, teacher: ModelInfo, student: ModelInfo, lmap: LayerMap) -> dict:
+    """The manifest content describing one transfer."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source_module": origin,
+        "source_format": source.format_options.get("source_format"),
+        "teacher": _model_record(teacher),
+        "student": _model_record(student),
+        "layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]},
+        "alignment": None,
+        "module": _module_record(source),
+        "dropped": sorted(source.extras),
+        "head": "not transferred: train the student's own task head (peft: modules_to_save)",
+    }
+
+
+def transfer(
+    module: PeftModule | str | Path,
+    teacher: str,
+    student: str,
+    layer_map: str | LayerMap = "skip",
+) -> PeftModule:
+    """Initial student module from a teacher module, for models of equal hidden size.
+
+    ``module`` is a `PeftModule` or a module directory (peft or AdapterHub); ``teacher`` and
+    ``student`` are hub names or local model directories (only their configs are read);
+    ``layer_map`` is a name from ``LAYER_MAPS`` (``skip``, ``avg`` ...), an explicit list like
+    ``"0,2,4"`` or a `LayerMap`. Tensors outside the transformer layers (task heads) are
+    dropped and listed in the result's provenance.
+    """
+    if not isinstance(module, PeftModule):
+        detect_format(module)  # a bad module directory fails before any model is looked up
+    teacher_info, student_info = describe_model(teacher), describe_model(student)
+    origin = None if isinstance(module, PeftModule) else str(module)
+    source = module if isinstance(module, PeftModule) else load_module(module, family=teacher_info.spec.name)
+    _check_teacher_fit(source, teacher_info)
+    _check_hostable(source, student_info)
+    _check_widths(source, teacher_info, student_info)
+    t_layers, s_layers = teacher_info.dims.num_layers, student_info.dims.num_layers
+    lmap = layer_map if isinstance(layer_map, LayerMap) else build_layer_map(layer_map, t_layers, s_layers)
+    if lmap.num_student_layers != s_layers:
+        raise ShapeMismatchError(f"the layer map covers {lmap.num_student_layers} layers, the student has {s_layers}")
+    options = {k: v for k, v in source.format_options.items() if k not in MODEL_BOUND_OPTIONS}
+    return source.with_layers(
+        remap_layers(source.layers, lmap),
+        family=student_info.spec.name,
+        base_model=student,
+        model_type=student_info.config.model_type,
+        hidden_size=student_info.dims.hidden_size,
+        num_layers=s_layers,
+        extras={},
+        format_options=options,
+        provenance=provenance(source, origin, teacher_info, student_info, lmap),
+    )

@@ -1,0 +1,1 @@
+"""Reports: human-facing summaries of modules and runs (tables, later plots)."""

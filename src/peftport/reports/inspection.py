@@ -1,0 +1,94 @@
+"""What `peftport inspect` shows: a JSON-friendly summary of a module and its rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+
+from peftport.core.module import BottleneckSettings, PeftModule, lora_settings
+
+
+def _slot_shapes(module: PeftModule) -> dict[str, dict[str, list[int]]]:
+    shapes: dict[str, dict[str, list[int]]] = {}
+    for layer in module.layer_indices:
+        for slot, roles in module.layers[layer].items():
+            shapes.setdefault(slot, {role: list(t.shape) for role, t in roles.items()})
+    return shapes
+
+
+def _settings(module: PeftModule) -> dict[str, Any]:
+    if isinstance(module.settings, BottleneckSettings):
+        s = module.settings
+        return {"architecture": s.architecture, "non_linearity": s.non_linearity, **s.options}
+    lora = lora_settings(module)
+    return {"rank": lora.rank, "alpha": lora.alpha, "use_rslora": lora.use_rslora, "scaling": lora.scaling}
+
+
+def summarize(module: PeftModule, fmt: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything `inspect` reports, as plain JSON-serialisable data."""
+    return {
+        "format": fmt,
+        "kind": module.kind,
+        "name": module.name,
+        "family": module.family,
+        "task_model": module.task_model,
+        "base_model": module.base_model,
+        "hidden_size": module.hidden_size,
+        "layers": module.layer_indices,
+        "slots": module.slots,
+        "shapes": _slot_shapes(module),
+        "parameters": module.num_parameters(),
+        "settings": _settings(module),
+        "extras": {k: list(t.shape) for k, t in sorted(module.extras.items())},
+        "manifest": manifest,
+    }
+
+
+def _overview(summary: dict[str, Any]) -> Table:
+    table = Table(title="PEFT module", show_header=False)
+    for key in ("format", "kind", "name", "family", "task_model", "base_model", "hidden_size", "parameters"):
+        table.add_row(key, str(summary[key]))
+    layers = summary["layers"]
+    table.add_row("layers", f"{len(layers)} ({layers[0]}..{layers[-1]})" if layers else "none")
+    settings = summary["settings"]
+    keys = ["rank", "alpha", "scaling"] if summary["kind"] == "lora" else ["architecture", "non_linearity"]
+    table.add_row("settings", ", ".join(f"{k}={settings[k]}" for k in keys))
+    if summary["extras"]:
+        table.add_row("other tensors", ", ".join(summary["extras"]))
+    return table
+
+
+def _shapes(summary: dict[str, Any]) -> Table:
+    table = Table(title="Slots (shapes in one layer)")
+    table.add_column("slot")
+    table.add_column("role")
+    table.add_column("shape")
+    for slot, roles in summary["shapes"].items():
+        for role, shape in roles.items():
+            table.add_row(slot, role, "x".join(str(d) for d in shape))
+    return table
+
+
+def _manifest(manifest: dict[str, Any]) -> Table:
+    table = Table(title="Made by peftport", show_header=False)
+    for side in ("teacher", "student"):
+        m = manifest.get(side) or {}
+        table.add_row(side, f"{m.get('model')} ({m.get('family')}, {m.get('num_layers')} layers, {m.get('hidden_size')})")
+    lmap = manifest.get("layer_map") or {}
+    sources = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap.get("sources", [])))
+    table.add_row("layer map", f"{lmap.get('method')}: {sources}")
+    table.add_row("source", f"{manifest.get('source_module')} ({manifest.get('source_format')})")
+    if manifest.get("dropped"):
+        table.add_row("dropped", ", ".join(manifest["dropped"]))
+    table.add_row("peftport", str(manifest.get("peftport_version")))
+    return table
+
+
+def render(summary: dict[str, Any]) -> Group:
+    """Rich tables for a module summary."""
+    parts: list[Table] = [_overview(summary), _shapes(summary)]
+    if summary.get("manifest"):
+        parts.append(_manifest(summary["manifest"]))
+    return Group(*parts)
