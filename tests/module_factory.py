@@ -32,16 +32,28 @@ def peft_target_modules(family: str, slots: list[str]) -> str:
     """A regex selecting exactly ``slots`` in every layer (independent of peftport's writer)."""
     spec = spec_by_name(family)
     paths = [re.escape(spec.module_path(s, 0)).replace(r"\.0\.", r"\.\d+\.") for s in slots]
-    return "|".join(rf".*\.{p}" for p in paths)
+    return "|".join(rf"(?:.*\.)?{p}" for p in paths)
 
 
-def make_peft_lora(model_dir: Path, family: str, out: Path, task_model: bool = True, seed: int = 0,
-                   slots: list[str] = PEFT_SLOTS, **lora: object) -> Path:
+def make_peft_lora(
+    model_dir: Path,
+    family: str,
+    out: Path,
+    task_model: bool = True,
+    seed: int = 0,
+    slots: list[str] = PEFT_SLOTS,
+    **lora: object,
+) -> Path:
     """A peft LoRA (rank 4) on ``slots``, saved from a task model (SEQ_CLS) or a base model."""
     model_class = AutoModelForSequenceClassification if task_model else AutoModel
     model = model_class.from_pretrained(str(model_dir))
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=peft_target_modules(family, slots),
-                        task_type="SEQ_CLS" if task_model else None, **lora)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=peft_target_modules(family, slots),
+        task_type="SEQ_CLS" if task_model else None,
+        **lora,
+    )
     peft_model = get_peft_model(model, config)
     _randomize(peft_model, "lora_", seed)
     peft_model.save_pretrained(str(out))

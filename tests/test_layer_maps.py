@@ -20,7 +20,14 @@ from peftport.errors import LayerMapError
 @pytest.mark.parametrize(
     ("teacher", "student", "skip", "skip_last", "uniform", "avg"),
     [
-        (12, 6, [0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11], [0, 2, 4, 7, 9, 11], [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]),
+        (
+            12,
+            6,
+            [0, 2, 4, 6, 8, 10],
+            [1, 3, 5, 7, 9, 11],
+            [0, 2, 4, 7, 9, 11],
+            [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]],
+        ),
         (6, 3, [0, 2, 4], [1, 3, 5], [0, 3, 5], [[0, 1], [2, 3], [4, 5]]),
         (24, 6, [0, 4, 8, 12, 16, 20], [3, 7, 11, 15, 19, 23], [0, 5, 9, 14, 18, 23], None),
         (5, 2, [0, 2], [1, 4], [0, 4], [[0, 1], [2, 3, 4]]),
@@ -83,8 +90,10 @@ def test_mean_is_the_true_mean_not_the_reference_code():
 
 
 def test_remap_layers_copies_skip_and_averages_avg():
-    teacher = {i: {"attn_q": {"lora_A": torch.full((2, 3), float(i)), "lora_B": torch.full((3, 2), 10.0 * i)}}
-               for i in range(4)}
+    teacher = {
+        i: {"attn_q": {"lora_A": torch.full((2, 3), float(i)), "lora_B": torch.full((3, 2), 10.0 * i)}}
+        for i in range(4)
+    }
     skip = remap_layers(teacher, skip_map(4, 2))
     assert torch.equal(skip[1]["attn_q"]["lora_A"], teacher[2]["attn_q"]["lora_A"])
     avg = remap_layers(teacher, avg_map(4, 2))

@@ -23,7 +23,10 @@ from tiny_models import ADAPTERHUB_FAMILIES, FAMILIES
 TEACHER_LAYERS, STUDENT_LAYERS = 4, 2
 GROUPS = {"skip": [[0], [2]], "avg": [[0, 1], [2, 3]]}
 CASES = [(t, s, "peft_lora") for t in FAMILIES for s in FAMILIES] + [
-    (t, s, kind) for kind in ("seq_bn", "double_seq_bn", "ah_lora") for t in ADAPTERHUB_FAMILIES for s in ADAPTERHUB_FAMILIES
+    (t, s, kind)
+    for kind in ("seq_bn", "double_seq_bn", "ah_lora")
+    for t in ADAPTERHUB_FAMILIES
+    for s in ADAPTERHUB_FAMILIES
 ]
 
 
@@ -76,13 +79,25 @@ def _library_tensor(model: torch.nn.Module, family: str, slot: str, layer: int, 
 
 @pytest.mark.parametrize("layer_map", ["skip", "avg"])
 @pytest.mark.parametrize(("teacher", "student", "kind"), CASES)
-def test_transfer_loads_and_matches_the_layer_map(teacher, student, kind, layer_map, tiny_model, teacher_module, cli,
-                                                  tmp_path):
+def test_transfer_loads_and_matches_the_layer_map(
+    teacher, student, kind, layer_map, tiny_model, teacher_module, cli, tmp_path
+):
     module_dir = teacher_module(teacher, kind)
     student_dir = tiny_model(student, STUDENT_LAYERS)
     out = tmp_path / "student-module"
-    result = cli("transfer", "--teacher", tiny_model(teacher, TEACHER_LAYERS), "--student", student_dir,
-                 "--module", module_dir, "--layer-map", layer_map, "--out", out)
+    result = cli(
+        "transfer",
+        "--teacher",
+        tiny_model(teacher, TEACHER_LAYERS),
+        "--student",
+        student_dir,
+        "--module",
+        module_dir,
+        "--layer-map",
+        layer_map,
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
 
     loader = _student_params_peft if kind == "peft_lora" else _student_params_adapterhub

@@ -27,8 +27,13 @@ def tiny_config(family: str, layers: int, hidden: int = HIDDEN) -> PretrainedCon
     common = {"vocab_size": 120, "max_position_embeddings": 64}
     if family == "distilbert":
         return DistilBertConfig(dim=hidden, n_layers=layers, n_heads=2, hidden_dim=2 * hidden, **common)
-    bertlike = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
-                "intermediate_size": 2 * hidden, **common}
+    bertlike = {
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * hidden,
+        **common,
+    }
     if family == "electra":
         return ElectraConfig(embedding_size=16, **bertlike)
     classes = {"bert": BertConfig, "roberta": RobertaConfig, "xlm-roberta": XLMRobertaConfig, "mpnet": MPNetConfig}

@@ -115,4 +115,6 @@ class ArchitectureSpec(BaseModel):
         missing = [k for k in (keys.num_layers, keys.hidden_size, keys.intermediate_size) if k not in values]
         if missing:
             raise KeyError(f"config of a {self.name} model lacks {missing}")
-        return ModelDims(int(values[keys.num_layers]), int(values[keys.hidden_size]), int(values[keys.intermediate_size]))
+        return ModelDims(
+            int(values[keys.num_layers]), int(values[keys.hidden_size]), int(values[keys.intermediate_size])
+        )

@@ -105,7 +105,9 @@ def avg_map(teacher_layers: int, student_layers: int) -> LayerMap:
 def identity_map(teacher_layers: int, student_layers: int) -> LayerMap:
     """Identity: student layer ``i`` takes teacher layer ``i`` (equal depths only)."""
     if teacher_layers != student_layers:
-        raise LayerMapError(f"'identity' needs equal depths (teacher {teacher_layers}, student {student_layers} layers)")
+        raise LayerMapError(
+            f"'identity' needs equal depths (teacher {teacher_layers}, student {student_layers} layers)"
+        )
     return LayerMap("identity", tuple((i,) for i in range(student_layers)))
 
 

@@ -201,6 +201,8 @@ def write(module: PeftModule, directory: Path) -> None:
         config = _bottleneck_options(module, slots, leave_out, hidden)
     model = SimpleNamespace(model_type=module.model_type or spec.model_types[0], hidden_size=hidden)
     model_class = module.format_options.get("model_class") or spec.base_model_class
-    full = build_full_config(config, model, name=module.name, model_name=module.base_model or "", model_class=model_class)
+    full = build_full_config(
+        config, model, name=module.name, model_name=module.base_model or "", model_class=model_class
+    )
     (directory / CONFIG_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     write_torch(_state_dict(spec, module, bool(config.to_dict().get("ln_before"))), directory / WEIGHT_FILES[0])

@@ -120,19 +120,28 @@ def _run_case(case: DemoCase, teacher: Path, student: Path, run: Path, tokenizer
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Demo: teacher all-MiniLM-L6-v2 (6 layers) -> student of layers 0,2,4 (3 layers)")
-    for column in ("module", "format", "layer map", "loads", "cos(transferred)", "cos(random)", "transfer s"):
+    table = Table(
+        title="all-MiniLM-L6-v2 (6 layers) -> its layers 0,2,4 (3 layers)",
+        caption="cosine between the embedding shift a module causes on the student and the teacher module's shift",
+    )
+    for column in ("module", "format", "map", "loads", "transferred", "random", "seconds"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["module"], r["format"], r["layer_map"], "yes" if r["loads_cleanly"] else "NO",
-                      f"{r['cos_transferred']:.3f}", f"{r['cos_random']:.3f}", f"{r['transfer_seconds']:.2f}")
+        cells = [r["module"], r["format"], r["layer_map"], "yes" if r["loads_cleanly"] else "NO"]
+        cells += [f"{r['cos_transferred']:.3f}", f"{r['cos_random']:.3f}", f"{r['transfer_seconds']:.2f}"]
+        table.add_row(*cells)
     return table
 
 
 def run_demo(out: Path, console: Console) -> list[dict[str, Any]]:
     """Run every demo case under ``out/run-<time>`` and print a summary table."""
-    from transformers import AutoTokenizer
+    import logging
 
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    logging.getLogger("adapters").setLevel(logging.ERROR)
     teacher = minilm_l6_dir()
     student = out / "models" / "all-MiniLM-L6-v2-layers-0-2-4"
     run = out / time.strftime("run-%Y%m%d-%H%M%S")
@@ -147,6 +156,5 @@ def run_demo(out: Path, console: Console) -> list[dict[str, Any]]:
             rows.append(_run_case(case, teacher, student, run, tokenizer))
     (run / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     console.print(_table(rows))
-    console.print(f"cos: cosine between the embedding shift the module causes on the teacher and on the student. "
-                  f"Outputs in {run}")
+    console.print(f"Outputs in {run}")
     return rows

@@ -11,8 +11,15 @@ from peftport.architectures.registry import spec_for_model_type
 from peftport.errors import LayerMapError
 from peftport.formats.atomic import atomic_directory
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
-                   "sentencepiece.bpe.model", "merges.txt", "vocab.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "sentencepiece.bpe.model",
+    "merges.txt",
+    "vocab.json",
+)
 
 
 def _layer_list(model: torch.nn.Module, layer_template: str) -> torch.nn.ModuleList:

@@ -75,7 +75,9 @@ def _manifest(manifest: dict[str, Any]) -> Table:
     table = Table(title="Made by peftport", show_header=False)
     for side in ("teacher", "student"):
         m = manifest.get(side) or {}
-        table.add_row(side, f"{m.get('model')} ({m.get('family')}, {m.get('num_layers')} layers, {m.get('hidden_size')})")
+        table.add_row(
+            side, f"{m.get('model')} ({m.get('family')}, {m.get('num_layers')} layers, {m.get('hidden_size')})"
+        )
     lmap = manifest.get("layer_map") or {}
     sources = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap.get("sources", [])))
     table.add_row("layer map", f"{lmap.get('method')}: {sources}")

@@ -1,0 +1,22 @@
+"""Slow tier: the demo on the real all-MiniLM-L6-v2 (installed offline from PyPI)."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_transfers_real_modules_that_load_and_keep_their_effect(cli, tmp_path):
+    result = cli("demo", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    (run,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
+    rows = json.loads((run / "summary.json").read_text())
+    assert [(r["module"], r["layer_map"]) for r in rows] == [("lora", "skip"), ("lora", "avg"), ("seq_bn", "skip")]
+    for row in rows:
+        assert row["loads_cleanly"]
+        # the transferred module moves the student's embeddings like the teacher's module moves the
+        # teacher's, far more than an unrelated random module does
+        assert row["cos_transferred"] > row["cos_random"] + 0.1, row
+    manifest = json.loads((run / "student-lora-skip" / "peftport_manifest.json").read_text())
+    assert manifest["layer_map"]["sources"] == [[0], [2], [4]]
