@@ -42,6 +42,7 @@ def make_peft_lora(
     task_model: bool = True,
     seed: int = 0,
     slots: list[str] = PEFT_SLOTS,
+    safe_serialization: bool = True,
     **lora: object,
 ) -> Path:
     """A peft LoRA (rank 4) on ``slots``, saved from a task model (SEQ_CLS) or a base model."""
@@ -56,7 +57,7 @@ def make_peft_lora(
     )
     peft_model = get_peft_model(model, config)
     _randomize(peft_model, "lora_", seed)
-    peft_model.save_pretrained(str(out))
+    peft_model.save_pretrained(str(out), safe_serialization=safe_serialization)
     return out
 
 

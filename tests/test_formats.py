@@ -62,6 +62,14 @@ def test_round_trip_is_lossless(modules, name, tmp_path):
     assert detect_format(tmp_path / "again") == detect_format(modules[name])
 
 
+def test_reads_peft_pickled_weights(tiny_model, tmp_path):
+    bert = tiny_model("bert", 2)
+    make_peft_lora(bert, "bert", tmp_path / "bin", safe_serialization=False)
+    assert (tmp_path / "bin" / "adapter_model.bin").is_file()
+    assert not (tmp_path / "bin" / "adapter_model.safetensors").exists()
+    _assert_same(load_module(tmp_path / "bin"), load_module(make_peft_lora(bert, "bert", tmp_path / "safe")))
+
+
 def test_reads_what_the_libraries_wrote(modules):
     task = load_module(modules["peft_task"])
     assert (task.kind, task.family, task.task_model, task.slots) == (

@@ -17,6 +17,7 @@ from peftport.core.module import (
     LayerTensors,
     LoraSettings,
     PeftModule,
+    bottleneck_settings,
     bottleneck_width,
     lora_settings,
 )
@@ -156,7 +157,7 @@ def _lora_options(module: PeftModule, slots: list[str], leave_out: list[int]) ->
 def _bottleneck_options(module: PeftModule, slots: list[str], leave_out: list[int], hidden: int) -> Any:
     from adapters import AdapterConfig
 
-    options = dict(module.settings.options) if isinstance(module.settings, BottleneckSettings) else {}
+    options = dict(bottleneck_settings(module).options)
     width = bottleneck_width(module)
     options["reduction_factor"] = hidden / width if hidden % width else hidden // width
     options["leave_out"] = leave_out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peftport.architectures.registry import architectures, spec_by_name, spec_for_model_type
 from peftport.architectures.spec import ArchitectureSpec, Location
-from peftport.errors import ModuleFormatError
+from peftport.errors import ModuleFormatError, PeftportError
 
 
 def _fits(spec: ArchitectureSpec, paths: list[str]) -> bool:
@@ -38,7 +38,7 @@ def resolve_spec(paths: list[str], family: str | None = None, model_type: str | 
     if model_type is not None:
         try:
             return resolve_spec(paths, spec_for_model_type(model_type).name)
-        except Exception:  # an unknown or inconsistent recorded type: fall back to the weight names
+        except PeftportError:  # an unknown or inconsistent recorded type: fall back to the weight names
             pass
     for spec in architectures().values():
         if _fits(spec, paths):
