@@ -13,6 +13,7 @@ import pytest
 from transformers import GPT2Config
 
 from module_factory import make_adapterhub, make_peft_lora
+from tiny_tokenizers import save_wordpiece
 from peftport.formats import registry
 from peftport.formats.registry import load_module, save_module
 
@@ -30,11 +31,21 @@ def setup(tmp_path_factory, tiny_model):
     (bad_json / "adapter_config.json").write_text("{not json")
     no_config = root / "no_config"
     no_config.mkdir()
+    (root / "empty.txt").write_text("\n\n")
+    (root / "short.txt").write_text("a b\n")
+    save_wordpiece(tiny_model("bert", 4))
+    save_wordpiece(tiny_model("distilbert", 2, hidden=16))
+    save_wordpiece(tiny_model("distilbert", 2, hidden=64))
     return {
+        "EMPTY": root / "empty.txt",
+        "SHORT": root / "short.txt",
+        "qv_lora": make_peft_lora(tiny_model("bert", 4), "bert", root / "qv_lora", slots=["attn_q", "attn_v"]),
+        "ffn_lora": make_peft_lora(tiny_model("bert", 4), "bert", root / "ffn_lora", slots=["ffn_in"]),
         "bert4": tiny_model("bert", 4),
         "bert2": tiny_model("bert", 2),
         "bert8": tiny_model("bert", 8),
         "wide": tiny_model("distilbert", 2, hidden=64),
+        "narrow": tiny_model("distilbert", 2, hidden=16),
         "mpnet2": tiny_model("mpnet", 2),
         "gpt2": gpt2,
         "lora": make_peft_lora(tiny_model("bert", 4), "bert", root / "lora"),
@@ -57,7 +68,8 @@ BAD_TRANSFERS = [
     ("layer out of range", dict(layer_map="0,7"), r"teacher layers \[7\] out of range 0..3"),
     ("wrong number of layers", dict(layer_map="0,1,2"), "names 3 student layers, the student has 2"),
     ("unknown layer map", dict(layer_map="middle"), "unknown layer map 'middle'"),
-    ("hidden sizes differ", dict(student="wide"), r"hidden sizes differ \(teacher 32, student 64\).*prune-and-align"),
+    ("student wider", dict(student="wide"), r"hidden sizes differ \(teacher 32, student 64\): the student is wider"),
+    ("narrower without alignment", dict(student="narrow"), r"\(teacher 32, student 16\).*--align correlation"),
     (
         "slot the student cannot host",
         dict(module="seq_bn", student="mpnet2"),
@@ -71,10 +83,44 @@ BAD_TRANSFERS = [
     ),
     ("missing model directory", dict(teacher="./no/such/model"), "model directory './no/such/model' does not exist"),
     ("unknown output format", dict(format="onnx"), "unknown format 'onnx'"),
+    ("alignment without probe data", dict(student="narrow", extra=["--align", "correlation"]), "needs probe texts"),
+    ("unknown alignment", dict(extra=["--align", "magic"]), "unknown alignment 'magic'"),
+    (
+        "missing probe file",
+        dict(module="qv_lora", student="narrow", extra=["--align", "correlation", "--probe-data", "./no.txt"]),
+        "probe file './no.txt' does not exist",
+    ),
+    (
+        "empty probe file",
+        dict(module="qv_lora", student="narrow", extra=["--align", "correlation", "--probe-data", "EMPTY"]),
+        "holds no texts",
+    ),
+    (
+        "too few shared tokens",
+        dict(module="qv_lora", student="narrow", extra=["--align", "correlation", "--probe-data", "SHORT"]),
+        r"too few shared tokens to estimate correlations: found \d+ over 1 texts, need at least 100",
+    ),
+    (
+        "wider student with alignment",
+        dict(student="wide", extra=["--align", "correlation", "--probe-data", "SHORT"]),
+        r"the student's hidden size \(64\) exceeds the teacher's \(32\)",
+    ),
+    (
+        "LoRA B in another space",
+        dict(module="ffn_lora", student="narrow", extra=["--align", "correlation", "--probe-data", "SHORT"]),
+        "LoRA B of slot ffn_in lives in the intermediate space",
+    ),
+    (
+        "unknown token matching",
+        dict(student="narrow", extra=["--align", "correlation", "--probe-data", "SHORT", "--token-match", "chars"]),
+        "unknown token matching",
+    ),
+    ("corrupt alignment", dict(student="narrow", extra=["--alignment", "EMPTY"]), "corrupt alignment file"),
 ]
 
 
-def _args(setup, tmp_path, module="lora", teacher="bert4", student="bert2", layer_map="skip", format=None):
+def _args(setup, tmp_path, module="lora", teacher="bert4", student="bert2", layer_map="skip", format=None, extra=()):
+    extra = [str(setup.get(e, e)) for e in extra]
     args = [
         "transfer",
         "--teacher",
@@ -88,7 +134,7 @@ def _args(setup, tmp_path, module="lora", teacher="bert4", student="bert2", laye
         "--out",
         tmp_path / "out" / "student",
     ]
-    return args + (["--format", format] if format else [])
+    return args + (["--format", format] if format else []) + extra
 
 
 @pytest.mark.parametrize(("case", "options", "message"), BAD_TRANSFERS, ids=[c[0] for c in BAD_TRANSFERS])

@@ -22,9 +22,9 @@ FAMILIES = ["bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "electra"]
 ADAPTERHUB_FAMILIES = [f for f in FAMILIES if f != "mpnet"]
 
 
-def tiny_config(family: str, layers: int, hidden: int = HIDDEN) -> PretrainedConfig:
+def tiny_config(family: str, layers: int, hidden: int = HIDDEN, vocab_size: int = 120) -> PretrainedConfig:
     """A config of ``family`` with ``layers`` layers and small widths."""
-    common = {"vocab_size": 120, "max_position_embeddings": 64}
+    common = {"vocab_size": vocab_size, "max_position_embeddings": 64}
     if family == "distilbert":
         return DistilBertConfig(dim=hidden, n_layers=layers, n_heads=2, hidden_dim=2 * hidden, **common)
     bertlike = {
@@ -40,10 +40,12 @@ def tiny_config(family: str, layers: int, hidden: int = HIDDEN) -> PretrainedCon
     return classes[family](**bertlike)
 
 
-def save_tiny_model(family: str, layers: int, directory: Path, hidden: int = HIDDEN, seed: int = 0) -> Path:
+def save_tiny_model(
+    family: str, layers: int, directory: Path, hidden: int = HIDDEN, seed: int = 0, vocab_size: int = 120
+) -> Path:
     """Save a random ``family`` model with ``layers`` layers to ``directory``."""
     torch.manual_seed(seed)
-    AutoModel.from_config(tiny_config(family, layers, hidden)).save_pretrained(str(directory))
+    AutoModel.from_config(tiny_config(family, layers, hidden, vocab_size)).save_pretrained(str(directory))
     return directory
 
 

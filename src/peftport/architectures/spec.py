@@ -25,6 +25,12 @@ class SlotSpec(BaseModel):
     kind: Literal["linear", "bottleneck"]
     in_dim: Dimension = Field("hidden", alias="in")
     out_dim: Dimension = Field("hidden", alias="out")
+    probe: str | None = None  # bottleneck: module whose output is the adapter's input
+
+    @property
+    def probe_path(self) -> str:
+        """Module (relative to the layer) whose input/output the alignment probes for this slot."""
+        return self.probe or self.path
 
 
 class ConfigKeys(BaseModel):

@@ -70,32 +70,103 @@ def inspect(
         console.print(render(summary))
 
 
+ProbeData = Annotated[Optional[str], typer.Option(help="Probe texts: text/CoNLL/TSV file (.gz ok) or hub dataset.")]
+ProbeSentences = Annotated[int, typer.Option(help="Number of probe texts to use.")]
+TokenMatch = Annotated[str, typer.Option(help="Shared tokens by character 'offsets' or reference 'strings'.")]
+LoraB = Annotated[str, typer.Option(help="LoRA B rows: reuse the 'input' alignment or align the layer 'output'.")]
+LayerMapOption = Annotated[
+    str, typer.Option(help="skip, skip-last, skip-uniform, avg, identity, or a list like '0,2,4' ('+' averages).")
+]
+Device = Annotated[Optional[str], typer.Option(help="Device for probing (default: cuda if available, else cpu).")]
+
+
+def _align_options(probe_data: Optional[str], sentences: int, token_match: str, lora_b: str, device: Optional[str]):
+    from peftport.pipelines.alignment import AlignOptions
+
+    if not probe_data:
+        raise PeftportError("correlation alignment needs probe texts: give --probe-data FILE")
+    return AlignOptions(probe_data, sentences, token_match, lora_b, device=device)
+
+
 @app.command()
 def transfer(
     teacher: Annotated[str, typer.Option(help="Teacher model: hub name or local directory.")],
     student: Annotated[str, typer.Option(help="Student model: hub name or local directory.")],
     module: Annotated[Path, typer.Option(help="Teacher module directory (peft or AdapterHub).")],
     out: Out,
-    layer_map: Annotated[
-        str, typer.Option(help="skip, skip-last, skip-uniform, avg, identity, or a list like '0,2,4' ('+' averages).")
-    ] = "skip",
+    layer_map: LayerMapOption = "skip",
+    align: Annotated[str, typer.Option(help="'none' (equal widths) or 'correlation' (prune and align).")] = "none",
+    alignment: Annotated[Optional[Path], typer.Option(help="Reuse an alignment saved by `peftport align`.")] = None,
+    probe_data: ProbeData = None,
+    probe_sentences: ProbeSentences = 1000,
+    token_match: TokenMatch = "offsets",
+    lora_b: LoraB = "input",
+    device: Device = None,
     format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
     force: Force = False,
 ) -> None:
-    """Initialise a student module from a teacher module (matching widths; layer map picks teacher layers)."""
+    """Initialise a student module from a teacher module; narrower students need --align correlation."""
     from peftport.formats.atomic import check_writable
     from peftport.formats.registry import save_module
+    from peftport.pipelines.alignment import load_alignment
     from peftport.pipelines.transfer import transfer as run_transfer
 
     with user_errors():
         check_writable(out, force)
-        result = run_transfer(module, teacher=teacher, student=student, layer_map=layer_map)
+        if align not in ("none", "correlation"):
+            raise PeftportError(f"unknown alignment '{align}': use none or correlation")
+        how = None
+        if alignment is not None:
+            how = load_alignment(alignment)
+        elif align == "correlation":
+            how = _align_options(probe_data, probe_sentences, token_match, lora_b, device)
+        result = run_transfer(module, teacher=teacher, student=student, layer_map=layer_map, align=how)
         save_module(result, out, format=format, force=force)
     lmap = result.provenance["layer_map"]
     pairs = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap["sources"]))
     console.print(f"wrote {out} ({result.kind}, {len(result.layers)} layers, map {lmap['method']}: {pairs})")
+    record = result.provenance.get("alignment")
+    if record:
+        console.print(
+            f"aligned on {record['shared_tokens']} shared tokens from {record['texts']} texts; "
+            f"mean matched correlation {record['mean_matched_correlation']:.3f}"
+        )
     if result.provenance["dropped"]:
         errors.print(f"note: not transferred (outside the layers): {', '.join(result.provenance['dropped'])}")
+
+
+@app.command()
+def align(
+    teacher: Annotated[str, typer.Option(help="Teacher model: hub name or local directory.")],
+    student: Annotated[str, typer.Option(help="Student model: hub name or local directory.")],
+    probe_data: ProbeData,
+    out: Out,
+    layer_map: LayerMapOption = "skip",
+    probe_sentences: ProbeSentences = 1000,
+    token_match: TokenMatch = "offsets",
+    lora_b: LoraB = "input",
+    device: Device = None,
+    force: Force = False,
+) -> None:
+    """Compute a correlation alignment for every slot once; reuse it with `transfer --alignment DIR`."""
+    from peftport.architectures.models import describe_model
+    from peftport.core.layer_maps import build_layer_map
+    from peftport.formats.atomic import check_writable
+    from peftport.pipelines.alignment import all_points, compute_alignment, save_alignment
+
+    with user_errors():
+        check_writable(out, force)
+        options = _align_options(probe_data, probe_sentences, token_match, lora_b, device)
+        t_info, s_info = describe_model(teacher), describe_model(student)
+        lmap = build_layer_map(layer_map, t_info.dims.num_layers, s_info.dims.num_layers)
+        points = [p for p in all_points(t_info.spec, lora_b) if p.split(":", 1)[1] in s_info.spec.slots]
+        result = compute_alignment(teacher, student, lmap, points, options, console=errors)
+        save_alignment(result, out, force=force)
+    details = result.details
+    console.print(
+        f"wrote {out}: {len(result.points)} index maps from {details['shared_tokens']} shared tokens "
+        f"({details['shared_tokens_per_text']} per text)"
+    )
 
 
 @app.command()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from peftport.core.layer_maps import LayerMap
 from peftport.core.module import LayerTensors
 from peftport.errors import LayerMapError
+
+# (student layer, teacher layer, slot, teacher tensors) -> tensors for the student
+SlotTransform = Callable[[int, int, str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 def mean_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -28,11 +33,13 @@ def _slot_sources(layers: LayerTensors, group: tuple[int, ...], slot: str) -> li
     return [layers[t][slot] for t in group]
 
 
-def remap_layers(layers: LayerTensors, layer_map: LayerMap) -> LayerTensors:
+def remap_layers(layers: LayerTensors, layer_map: LayerMap, transform: SlotTransform | None = None) -> LayerTensors:
     """Student tensors: for student layer ``i``, the mean over ``layer_map.sources[i]``.
 
     Slots come from the teacher's layers in the group; a group with no module at all
     yields no student module for that layer (teacher modules left out of some layers).
+    ``transform`` (e.g. pruning with that pair's alignment) is applied to each teacher
+    layer's tensors before averaging.
     """
     student: LayerTensors = {}
     for index, group in enumerate(layer_map.sources):
@@ -42,5 +49,7 @@ def remap_layers(layers: LayerTensors, layer_map: LayerMap) -> LayerTensors:
         student[index] = {}
         for slot in slots:
             sources = _slot_sources(layers, group, slot)
+            if transform is not None:
+                sources = [transform(index, t, slot, roles) for t, roles in zip(group, sources, strict=True)]
             student[index][slot] = {role: mean_tensors([s[role] for s in sources]) for role in sources[0]}
     return student

@@ -9,11 +9,19 @@ from typing import Any
 from peftport.architectures.models import ModelInfo, describe_model
 from peftport.architectures.registry import spec_by_name
 from peftport.architectures.spec import ArchitectureSpec
+from peftport.core.alignment import Alignment
 from peftport.core.layer_maps import LayerMap, build_layer_map
-from peftport.core.module import PeftModule, lora_settings
+from peftport.core.module import LayerTensors, PeftModule, lora_settings
 from peftport.core.remap import remap_layers
 from peftport.errors import ArchitectureError, ModuleFormatError, ShapeMismatchError
 from peftport.formats.registry import detect_format, load_module
+from peftport.pipelines.alignment import (
+    AlignOptions,
+    alignment_record,
+    compute_alignment,
+    module_points,
+    prune_transform,
+)
 
 # Options tied to the teacher model or its task head, which is not transferred: peft refuses a
 # SEQ_CLS module whose file lacks the head weights it lists in modules_to_save.
@@ -39,10 +47,15 @@ def _check_teacher_fit(module: PeftModule, teacher: ModelInfo) -> None:
 
 def _check_widths(module: PeftModule, teacher: ModelInfo, student: ModelInfo) -> None:
     t, s = teacher.dims, student.dims
+    if t.hidden_size < s.hidden_size:
+        raise ShapeMismatchError(
+            f"hidden sizes differ (teacher {t.hidden_size}, student {s.hidden_size}): the student is wider, and "
+            "modules only move to models of equal or smaller width"
+        )
     if t.hidden_size != s.hidden_size:
         raise ShapeMismatchError(
             f"hidden sizes differ (teacher {t.hidden_size}, student {s.hidden_size}): matching transfer needs "
-            "equal widths; this pair needs prune-and-align (correlation alignment)"
+            "equal widths; use correlation alignment (--align correlation --probe-data FILE)"
         )
     for slot in module.slots:
         for dim in (teacher.spec.slots[slot].in_dim, teacher.spec.slots[slot].out_dim):
@@ -50,6 +63,22 @@ def _check_widths(module: PeftModule, teacher: ModelInfo, student: ModelInfo) ->
                 raise ShapeMismatchError(
                     f"slot {slot} needs equal {dim} sizes (teacher {t.width(dim)}, student {s.width(dim)})"
                 )
+
+
+def _check_prunable(module: PeftModule, teacher: ModelInfo, student: ModelInfo, lora_b: str) -> None:
+    """Aligned transfer keeps a subset of teacher dimensions, so no student width may exceed the teacher's."""
+    for slot in module.slots:
+        spec = teacher.spec.slots[slot]
+        for dim in (spec.in_dim, spec.out_dim):
+            if student.dims.width(dim) > teacher.dims.width(dim):
+                raise ShapeMismatchError(
+                    f"the student's {dim} size ({student.dims.width(dim)}) exceeds the teacher's "
+                    f"({teacher.dims.width(dim)}): prune-and-align only moves modules to narrower models"
+                )
+        if module.kind == "lora" and lora_b == "input" and spec.in_dim != spec.out_dim:
+            raise ShapeMismatchError(
+                f"LoRA B of slot {slot} lives in the {spec.out_dim} space, not its input's: use --lora-b output"
+            )
 
 
 def _check_hostable(module: PeftModule, student: ModelInfo) -> None:
@@ -75,7 +104,14 @@ def _module_record(module: PeftModule) -> dict[str, Any]:
     return record
 
 
-def provenance(source: PeftModule, origin: str | None, teacher: ModelInfo, student: ModelInfo, lmap: LayerMap) -> dict:
+def provenance(
+    source: PeftModule,
+    origin: str | None,
+    teacher: ModelInfo,
+    student: ModelInfo,
+    lmap: LayerMap,
+    alignment: dict[str, Any] | None = None,
+) -> dict:
     """The manifest content describing one transfer."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -84,11 +120,27 @@ def provenance(source: PeftModule, origin: str | None, teacher: ModelInfo, stude
         "teacher": _model_record(teacher),
         "student": _model_record(student),
         "layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]},
-        "alignment": None,
+        "alignment": alignment,
         "module": _module_record(source),
         "dropped": sorted(source.extras),
         "head": "not transferred: train the student's own task head (peft: modules_to_save)",
     }
+
+
+def _aligned(
+    source: PeftModule,
+    teacher: ModelInfo,
+    student: ModelInfo,
+    lmap: LayerMap,
+    align: AlignOptions | Alignment,
+) -> tuple[LayerTensors, dict[str, Any]]:
+    lora_b = align.lora_b if isinstance(align, AlignOptions) else align.details.get("lora_b", "input")
+    _check_prunable(source, teacher, student, lora_b)
+    points = module_points(source, lora_b)
+    if isinstance(align, AlignOptions):
+        align = compute_alignment(teacher.reference, student.reference, lmap, points, align)
+    layers = remap_layers(source.layers, lmap, prune_transform(source.kind, align, lora_b))
+    return layers, alignment_record(align, lmap, points)
 
 
 def transfer(
@@ -96,14 +148,17 @@ def transfer(
     teacher: str,
     student: str,
     layer_map: str | LayerMap = "skip",
+    align: AlignOptions | Alignment | None = None,
 ) -> PeftModule:
-    """Initial student module from a teacher module, for models of equal hidden size.
+    """Initial student module from a teacher module.
 
     ``module`` is a `PeftModule` or a module directory (peft or AdapterHub); ``teacher`` and
-    ``student`` are hub names or local model directories (only their configs are read);
-    ``layer_map`` is a name from ``LAYER_MAPS`` (``skip``, ``avg`` ...), an explicit list like
-    ``"0,2,4"`` or a `LayerMap`. Tensors outside the transformer layers (task heads) are
-    dropped and listed in the result's provenance.
+    ``student`` are hub names or local model directories; ``layer_map`` is a name from
+    ``LAYER_MAPS`` (``skip``, ``avg`` ...), an explicit list like ``"0,2,4"`` or a `LayerMap`.
+    Without ``align`` the models must have equal widths and only their configs are read.
+    With ``align`` (`AlignOptions` to probe now, or a saved `Alignment`) each teacher layer is
+    pruned to the student's widths by correlation alignment before the layer map is applied.
+    Tensors outside the transformer layers (task heads) are dropped and listed in the provenance.
     """
     if not isinstance(module, PeftModule):
         detect_format(module)  # a bad module directory fails before any model is looked up
@@ -112,14 +167,19 @@ def transfer(
     source = module if isinstance(module, PeftModule) else load_module(module, family=teacher_info.spec.name)
     _check_teacher_fit(source, teacher_info)
     _check_hostable(source, student_info)
-    _check_widths(source, teacher_info, student_info)
     t_layers, s_layers = teacher_info.dims.num_layers, student_info.dims.num_layers
     lmap = layer_map if isinstance(layer_map, LayerMap) else build_layer_map(layer_map, t_layers, s_layers)
     if lmap.num_student_layers != s_layers:
         raise ShapeMismatchError(f"the layer map covers {lmap.num_student_layers} layers, the student has {s_layers}")
+    record = None
+    if align is None:
+        _check_widths(source, teacher_info, student_info)
+        layers = remap_layers(source.layers, lmap)
+    else:
+        layers, record = _aligned(source, teacher_info, student_info, lmap, align)
     options = {k: v for k, v in source.format_options.items() if k not in MODEL_BOUND_OPTIONS}
     return source.with_layers(
-        remap_layers(source.layers, lmap),
+        layers,
         family=student_info.spec.name,
         base_model=student,
         model_type=student_info.config.model_type,
@@ -127,5 +187,5 @@ def transfer(
         num_layers=s_layers,
         extras={},
         format_options=options,
-        provenance=provenance(source, origin, teacher_info, student_info, lmap),
+        provenance=provenance(source, origin, teacher_info, student_info, lmap, record),
     )

@@ -1,0 +1,83 @@
+"""Alignments: for each (student layer, teacher layer, probe point), which teacher dimensions to keep.
+
+A probe point names where hidden states were taken for a slot:
+``in:<slot>`` (input of a linear slot, for LoRA A), ``out:<slot>`` (its output, for LoRA B rows)
+and ``adapter:<slot>`` (the input of a bottleneck adapter, for all of its tensors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from peftport.errors import PeftportError
+
+PointKey = tuple[int, int, str]  # (student layer, teacher layer, probe point)
+
+
+@dataclass(frozen=True)
+class PointAlignment:
+    """One index map with the figures that say how trustworthy it is."""
+
+    index: torch.Tensor
+    tokens: int
+    mean_matched: float
+    mean_best: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {
+            "index": self.index.tolist(),
+            "tokens": self.tokens,
+            "mean_matched_correlation": self.mean_matched,
+            "mean_best_correlation": self.mean_best,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PointAlignment:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            index=torch.tensor(data["index"], dtype=torch.long),
+            tokens=int(data["tokens"]),
+            mean_matched=float(data["mean_matched_correlation"]),
+            mean_best=float(data["mean_best_correlation"]),
+        )
+
+
+@dataclass
+class Alignment:
+    """All index maps of one teacher/student pair, plus how they were computed."""
+
+    teacher: str
+    student: str
+    points: dict[PointKey, PointAlignment]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, student_layer: int, teacher_layer: int, point: str) -> PointAlignment:
+        """The index map for one pair and point, or an error naming what is missing."""
+        key = (student_layer, teacher_layer, point)
+        if key not in self.points:
+            raise PeftportError(
+                f"the alignment has no '{point}' map for student layer {student_layer} <- teacher layer "
+                f"{teacher_layer}: compute it for this module and layer map (peftport align)"
+            )
+        return self.points[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (points as a list, sorted)."""
+        points = [
+            {"student_layer": s, "teacher_layer": t, "point": p, **self.points[(s, t, p)].to_dict()}
+            for s, t, p in sorted(self.points)
+        ]
+        return {"teacher": self.teacher, "student": self.student, "details": self.details, "points": points}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alignment:
+        """Inverse of :meth:`to_dict`."""
+        points = {
+            (int(p["student_layer"]), int(p["teacher_layer"]), str(p["point"])): PointAlignment.from_dict(p)
+            for p in data["points"]
+        }
+        return cls(str(data["teacher"]), str(data["student"]), points, dict(data.get("details", {})))

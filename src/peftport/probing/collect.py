@@ -1,0 +1,148 @@
+"""Run teacher and student on the same texts and accumulate correlations at matched tokens."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from peftport.architectures.spec import ArchitectureSpec
+from peftport.core.correlation import CorrelationAccumulator
+from peftport.errors import PeftportError
+from peftport.probing.hooks import Target, capture
+from peftport.probing.tokens import TokenMatch, gather_matched, match_by_offsets, match_by_strings
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """Correlate ``point`` of student layer ``student_layer`` with that of teacher layer ``teacher_layer``."""
+
+    student_layer: int
+    teacher_layer: int
+    point: str
+
+
+@dataclass
+class ProbedModel:
+    """A loaded model with its tokenizer and family spec, on a device."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    spec: ArchitectureSpec
+    device: torch.device
+
+
+@dataclass
+class TokenStats:
+    """How many tokens both tokenizers shared, per text and overall."""
+
+    per_text: list[int] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Shared tokens over all texts."""
+        return sum(self.per_text)
+
+
+def hook_target(spec: ArchitectureSpec, layer: int, point: str) -> Target:
+    """Where to read hidden states for a probe point (``in:``/``out:``/``adapter:`` + slot)."""
+    kind, slot = point.split(":", 1)
+    slot_spec = spec.slots[slot]
+    layer_path = spec.layer_template.format(layer=layer)
+    if kind == "adapter":
+        return f"{layer_path}.{slot_spec.probe_path}", "output"
+    return f"{layer_path}.{slot_spec.path}", "input" if kind == "in" else "output"
+
+
+def _encode(probed: ProbedModel, texts: list[str], max_length: int, offsets: bool) -> Any:
+    return probed.tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_offsets_mapping=offsets,
+        return_special_tokens_mask=True,
+    )
+
+
+def _matches(
+    texts: list[str], t_enc: Any, s_enc: Any, probed: tuple[ProbedModel, ProbedModel], mode: str
+) -> list[TokenMatch]:
+    if mode == "offsets":
+        return [
+            match_by_offsets(
+                texts[i],
+                {k: t_enc[k][i].tolist() for k in ("offset_mapping", "special_tokens_mask")},
+                {k: s_enc[k][i].tolist() for k in ("offset_mapping", "special_tokens_mask")},
+            )
+            for i in range(len(t_enc["input_ids"]))
+        ]
+    tokens = [
+        (
+            probed[0].tokenizer.convert_ids_to_tokens(_real_ids(t_enc, i)),
+            probed[1].tokenizer.convert_ids_to_tokens(_real_ids(s_enc, i)),
+        )
+        for i in range(len(texts))
+    ]
+    return [match_by_strings(t, s) for t, s in tokens]
+
+
+def _real_ids(encoded: Any, row: int) -> list[int]:
+    """Token ids of one row without padding."""
+    return encoded["input_ids"][row][encoded["attention_mask"][row].bool()].tolist()
+
+
+def _run(probed: ProbedModel, encoded: Any, targets: set[Target]) -> dict[Target, torch.Tensor]:
+    accepted = inspect.signature(probed.model.forward).parameters
+    inputs = {k: v.to(probed.device) for k, v in encoded.items() if k in MODEL_INPUTS and k in accepted}
+    with capture(probed.model, targets) as captured, torch.no_grad():
+        probed.model(**inputs)
+    return dict(captured)
+
+
+def _batches(texts: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(texts), size):
+        yield texts[start : start + size]
+
+
+def collect_correlations(
+    teacher: ProbedModel,
+    student: ProbedModel,
+    texts: list[str],
+    requests: list[ProbeRequest],
+    token_match: str = "offsets",
+    batch_size: int = 32,
+    max_length: int = 128,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[dict[ProbeRequest, CorrelationAccumulator], TokenStats]:
+    """Streaming correlations for every request over ``texts``; memory O(d_s x d_t) per request."""
+    if token_match == "offsets" and not (teacher.tokenizer.is_fast and student.tokenizer.is_fast):
+        raise PeftportError("offset matching needs fast tokenizers on both sides: use --token-match strings")
+    t_targets = {r: hook_target(teacher.spec, r.teacher_layer, r.point) for r in requests}
+    s_targets = {r: hook_target(student.spec, r.student_layer, r.point) for r in requests}
+    accumulators: dict[ProbeRequest, CorrelationAccumulator] = {}
+    stats = TokenStats()
+    for batch in _batches(texts, batch_size):
+        t_enc = _encode(teacher, batch, max_length, token_match == "offsets")
+        s_enc = _encode(student, batch, max_length, token_match == "offsets")
+        matches = _matches(batch, t_enc, s_enc, (teacher, student), token_match)
+        stats.per_text.extend(len(m.teacher) for m in matches)
+        t_hidden, s_hidden = (
+            _run(teacher, t_enc, set(t_targets.values())),
+            _run(student, s_enc, set(s_targets.values())),
+        )
+        for request in requests:
+            t_rows = gather_matched(t_hidden[t_targets[request]], matches, "teacher")
+            s_rows = gather_matched(s_hidden[s_targets[request]], matches, "student")
+            if request not in accumulators:
+                accumulators[request] = CorrelationAccumulator(s_rows.shape[1], t_rows.shape[1], teacher.device)
+            accumulators[request].update(s_rows, t_rows)
+        if on_batch is not None:
+            on_batch(len(batch))
+    return accumulators, stats
