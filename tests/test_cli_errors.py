@@ -13,9 +13,9 @@ import pytest
 from transformers import GPT2Config
 
 from module_factory import make_adapterhub, make_peft_lora
-from tiny_tokenizers import save_wordpiece
 from peftport.formats import registry
 from peftport.formats.registry import load_module, save_module
+from tiny_tokenizers import save_wordpiece
 
 
 @pytest.fixture(scope="module")
