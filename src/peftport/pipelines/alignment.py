@@ -114,12 +114,15 @@ def compute_alignment(
             on_batch=lambda n: progress.advance(task, n),
         )
     _check_tokens(stats.per_text, options.min_shared_tokens)
+    solved: dict[int, PointAlignment] = {}  # shared accumulators are solved once
     found = {}
     for request, accumulator in accumulators.items():
-        result = assign(accumulator.pearson())
-        found[(request.student_layer, request.teacher_layer, request.point)] = PointAlignment(
-            result.index, accumulator.count, result.mean_matched, result.mean_best
-        )
+        if id(accumulator) not in solved:
+            result = assign(accumulator.pearson())
+            solved[id(accumulator)] = PointAlignment(
+                result.index, accumulator.count, result.mean_matched, result.mean_best
+            )
+        found[(request.student_layer, request.teacher_layer, request.point)] = solved[id(accumulator)]
     details = {
         **asdict(options),
         "texts": len(texts),

@@ -121,28 +121,32 @@ def collect_correlations(
     max_length: int = 128,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[dict[ProbeRequest, CorrelationAccumulator], TokenStats]:
-    """Streaming correlations for every request over ``texts``; memory O(d_s x d_t) per request."""
+    """Streaming correlations for every request over ``texts``; memory O(d_s x d_t) per distinct pair of tensors.
+
+    Requests reading the same hidden states (e.g. the inputs of query and value) share one accumulator.
+    """
     if token_match == "offsets" and not (teacher.tokenizer.is_fast and student.tokenizer.is_fast):
         raise PeftportError("offset matching needs fast tokenizers on both sides: use --token-match strings")
-    t_targets = {r: hook_target(teacher.spec, r.teacher_layer, r.point) for r in requests}
-    s_targets = {r: hook_target(student.spec, r.student_layer, r.point) for r in requests}
-    accumulators: dict[ProbeRequest, CorrelationAccumulator] = {}
+    pairs = {
+        r: (hook_target(teacher.spec, r.teacher_layer, r.point), hook_target(student.spec, r.student_layer, r.point))
+        for r in requests
+    }
+    shared: dict[tuple[Target, Target], CorrelationAccumulator] = {}
     stats = TokenStats()
     for batch in _batches(texts, batch_size):
         t_enc = _encode(teacher, batch, max_length, token_match == "offsets")
         s_enc = _encode(student, batch, max_length, token_match == "offsets")
         matches = _matches(batch, t_enc, s_enc, (teacher, student), token_match)
         stats.per_text.extend(len(m.teacher) for m in matches)
-        t_hidden, s_hidden = (
-            _run(teacher, t_enc, set(t_targets.values())),
-            _run(student, s_enc, set(s_targets.values())),
-        )
-        for request in requests:
-            t_rows = gather_matched(t_hidden[t_targets[request]], matches, "teacher")
-            s_rows = gather_matched(s_hidden[s_targets[request]], matches, "student")
-            if request not in accumulators:
-                accumulators[request] = CorrelationAccumulator(s_rows.shape[1], t_rows.shape[1], teacher.device)
-            accumulators[request].update(s_rows, t_rows)
+        t_hidden = _run(teacher, t_enc, {t for t, _ in pairs.values()})
+        s_hidden = _run(student, s_enc, {s for _, s in pairs.values()})
+        for t_target, s_target in set(pairs.values()):
+            t_rows = gather_matched(t_hidden[t_target], matches, "teacher")
+            s_rows = gather_matched(s_hidden[s_target], matches, "student")
+            if (t_target, s_target) not in shared:
+                shared[(t_target, s_target)] = CorrelationAccumulator(s_rows.shape[1], t_rows.shape[1], teacher.device)
+            shared[(t_target, s_target)].update(s_rows, t_rows)
         if on_batch is not None:
             on_batch(len(batch))
+    accumulators = {r: shared[pair] for r, pair in pairs.items()}
     return accumulators, stats
