@@ -75,6 +75,8 @@ def test_lora_is_pruned_to_the_aligned_rows_and_columns(pair, cli, tmp_path, lor
             assert a.shape == (4, 32) and b.shape == (32, 4)
             assert torch.equal(a, teacher.layers[t_layer][slot]["lora_A"][:, index_in])
             assert torch.equal(b, teacher.layers[t_layer][slot]["lora_B"][index_out, :])
+    shown = cli("inspect", tmp_path / "student")
+    assert shown.exit_code == 0 and "Correlation alignment" in shown.stdout and "in:attn_q" in shown.stdout
     record = manifest["alignment"]
     assert record["texts"] == 120 and record["shared_tokens"] >= 100 and record["lora_b"] == lora_b
     point = record["layers"][0]["points"]["0/in:attn_q"]

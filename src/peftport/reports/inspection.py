@@ -88,9 +88,34 @@ def _manifest(manifest: dict[str, Any]) -> Table:
     return table
 
 
+def _alignment(record: dict[str, Any]) -> Table:
+    title = (
+        f"Correlation alignment: {record.get('shared_tokens')} shared tokens from {record.get('texts')} texts "
+        f"({record.get('token_match')}, LoRA B: {record.get('lora_b')})"
+    )
+    table = Table(title=title)
+    for column in ("student layer", "teacher layer", "point", "tokens", "matched corr", "best corr"):
+        table.add_column(column)
+    for layer in record.get("layers", []):
+        for key, point in layer["points"].items():
+            teacher_layer, name = key.split("/", 1)
+            table.add_row(
+                str(layer["student_layer"]),
+                teacher_layer,
+                name,
+                str(point["tokens"]),
+                f"{point['mean_matched_correlation']:.3f}",
+                f"{point['mean_best_correlation']:.3f}",
+            )
+    return table
+
+
 def render(summary: dict[str, Any]) -> Group:
     """Rich tables for a module summary."""
     parts: list[Table] = [_overview(summary), _shapes(summary)]
-    if summary.get("manifest"):
-        parts.append(_manifest(summary["manifest"]))
+    manifest = summary.get("manifest")
+    if manifest:
+        parts.append(_manifest(manifest))
+        if manifest.get("alignment"):
+            parts.append(_alignment(manifest["alignment"]))
     return Group(*parts)
