@@ -6,22 +6,31 @@ Python API::
     student_module = peftport.transfer("teacher-lora/", teacher="bert-base-cased",
                                        student="distilbert-base-cased", layer_map="skip")
     peftport.save_module(student_module, "student-lora/")
+
+The names below load on first use, so ``import peftport.core...`` (the pure layer) stays light.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from peftport.core.module import BottleneckSettings, LoraSettings, PeftModule  # noqa: E402
-from peftport.errors import PeftportError  # noqa: E402
-from peftport.formats.registry import load_module, save_module  # noqa: E402
-from peftport.pipelines.transfer import transfer  # noqa: E402
+_EXPORTS = {
+    "AlignOptions": "peftport.pipelines.alignment",
+    "BottleneckSettings": "peftport.core.module",
+    "LoraSettings": "peftport.core.module",
+    "PeftModule": "peftport.core.module",
+    "PeftportError": "peftport.errors",
+    "load_module": "peftport.formats.registry",
+    "save_module": "peftport.formats.registry",
+    "transfer": "peftport.pipelines.transfer",
+}
+__all__ = [*sorted(_EXPORTS), "__version__"]
 
-__all__ = [
-    "BottleneckSettings",
-    "LoraSettings",
-    "PeftModule",
-    "PeftportError",
-    "__version__",
-    "load_module",
-    "save_module",
-    "transfer",
-]
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'peftport' has no attribute '{name}'")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
