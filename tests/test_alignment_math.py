@@ -111,3 +111,16 @@ def test_prune_roles_keeps_the_named_rows_and_columns():
     assert torch.equal(pruned["norm_before.weight"], torch.tensor([5.0, 0.0, 2.0]))
     assert torch.equal(pruned["gate.weight"], roles["gate.weight"][:, [5, 0, 2]])
     assert torch.equal(pruned["gate.bias"], roles["gate.bias"])
+
+
+def test_linear_cka_invariances_and_unrelated_data():
+    from peftport.core.similarity import linear_cka
+
+    generator = torch.Generator().manual_seed(6)
+    x = torch.randn(400, 12, generator=generator, dtype=torch.float64)
+    rotation, _ = torch.linalg.qr(torch.randn(12, 12, generator=generator, dtype=torch.float64))
+    assert linear_cka(x, x @ rotation * 5.0) == pytest.approx(1.0)
+    assert linear_cka(x, torch.cat([x, x[:, :3]], dim=1)) > 0.9, "widths may differ"
+    assert linear_cka(x, torch.randn(400, 7, generator=generator, dtype=torch.float64)) < 0.1
+    with pytest.raises(ValueError, match="same items"):
+        linear_cka(x, x[:10])
