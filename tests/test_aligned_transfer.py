@@ -84,8 +84,11 @@ def test_lora_is_pruned_to_the_aligned_rows_and_columns(pair, cli, tmp_path, lor
     assert -1 <= point["mean_matched_correlation"] <= point["mean_best_correlation"] <= 1
 
 
-def test_bottleneck_adapter_is_pruned_and_loads(pair, cli, tmp_path):
-    module = make_adapterhub(pair["teacher"], "seq_bn", tmp_path / "teacher")
+@pytest.mark.parametrize(
+    ("kind", "point"), [("seq_bn", "adapter_ln:ffn_adapter"), ("double_seq_bn", "adapter:ffn_adapter")]
+)
+def test_bottleneck_adapter_is_pruned_and_loads(pair, cli, tmp_path, kind, point):
+    module = make_adapterhub(pair["teacher"], kind, tmp_path / "teacher")
     manifest = _transfer(cli, pair, module, tmp_path / "student", "--layer-map", "skip-last")
     model = AutoModel.from_pretrained(str(pair["student"]))
     adapters.init(model)
@@ -94,7 +97,7 @@ def test_bottleneck_adapter_is_pruned_and_loads(pair, cli, tmp_path):
     assert [k for k in info["missing_keys"] if ".task." in k] == [] and not info.get("unexpected_keys")
     teacher = load_module(module)
     for layer in range(2):
-        t_layer, index = _index(manifest, layer, "adapter:ffn_adapter")
+        t_layer, index = _index(manifest, layer, point)
         assert t_layer == [1, 3][layer]
         adapter = model.transformer.layer[layer].output_adapters.adapters["task"]
         source = teacher.layers[t_layer]["ffn_adapter"]

@@ -25,7 +25,9 @@ class SlotSpec(BaseModel):
     kind: Literal["linear", "bottleneck"]
     in_dim: Dimension = Field("hidden", alias="in")
     out_dim: Dimension = Field("hidden", alias="out")
-    probe: str | None = None  # bottleneck: module whose output is the adapter's input
+    probe: str | None = None  # bottleneck: module whose output is the adapter's input (before the norm)
+    probe_normed: str | None = None  # bottleneck: the sub-layer norm, whose output is the input of
+    # adapters placed after it (AdapterHub ``original_ln_before``, e.g. seq_bn)
 
     @property
     def probe_path(self) -> str:

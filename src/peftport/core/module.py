@@ -76,6 +76,12 @@ class BottleneckSettings:
         return "double_seq_bn" if both else "seq_bn"
 
     @property
+    def reads_normed_input(self) -> bool:
+        """Whether the adapter's input is the sub-layer's normed residual sum (``original_ln_before``, seq_bn)
+        rather than the sub-layer's output before the residual (double_seq_bn)."""
+        return bool(self.options.get("original_ln_before", False))
+
+    @property
     def non_linearity(self) -> str:
         """Activation between the down- and up-projection."""
         return str(self.options.get("non_linearity", "relu"))

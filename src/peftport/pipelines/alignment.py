@@ -17,7 +17,7 @@ from peftport.architectures.spec import ArchitectureSpec
 from peftport.core.alignment import Alignment, PointAlignment
 from peftport.core.assignment import assign
 from peftport.core.layer_maps import LayerMap
-from peftport.core.module import PeftModule
+from peftport.core.module import BottleneckSettings, LoraSettings, PeftModule
 from peftport.core.pruning import prune_roles
 from peftport.core.remap import SlotTransform
 from peftport.errors import PeftportError
@@ -52,10 +52,16 @@ class AlignOptions:
             raise PeftportError("probe sentences and batch size must be positive")
 
 
+def adapter_point(settings: LoraSettings | BottleneckSettings, slot: str) -> str:
+    """Probe point of a bottleneck adapter's input: ``adapter_ln:`` after the sub-layer norm, else ``adapter:``."""
+    normed = isinstance(settings, BottleneckSettings) and settings.reads_normed_input
+    return f"{'adapter_ln' if normed else 'adapter'}:{slot}"
+
+
 def module_points(module: PeftModule, lora_b: str) -> list[str]:
-    """Probe points a module's tensors need: ``adapter:`` per bottleneck slot, ``in:``(+``out:``) per LoRA slot."""
+    """Probe points a module's tensors need: the adapter input per bottleneck slot, ``in:``(+``out:``) per LoRA slot."""
     if module.kind == "bottleneck":
-        return [f"adapter:{slot}" for slot in module.slots]
+        return [adapter_point(module.settings, slot) for slot in module.slots]
     return [f"{side}:{slot}" for slot in module.slots for side in (("in", "out") if lora_b == "output" else ("in",))]
 
 
@@ -63,7 +69,8 @@ def all_points(spec: ArchitectureSpec, lora_b: str) -> list[str]:
     """Every probe point of a family, so one saved alignment serves any module."""
     sides = ("in", "out") if lora_b == "output" else ("in",)
     linear = [f"{side}:{slot}" for slot in spec.slots_of_kind("linear") for side in sides]
-    return linear + [f"adapter:{slot}" for slot in spec.slots_of_kind("bottleneck")]
+    bottleneck = [f"{kind}:{slot}" for slot in spec.slots_of_kind("bottleneck") for kind in ("adapter", "adapter_ln")]
+    return linear + bottleneck
 
 
 def load_probed(reference: str, device: torch.device) -> ProbedModel:
@@ -176,12 +183,12 @@ def _mean(values: list[float]) -> float:
     return sum(real) / len(real) if real else float("nan")
 
 
-def prune_transform(kind: str, alignment: Alignment, lora_b: str) -> SlotTransform:
+def prune_transform(module: PeftModule, alignment: Alignment, lora_b: str) -> SlotTransform:
     """The per-(student layer, teacher layer) pruning that :func:`remap_layers` applies before averaging."""
 
     def transform(student_layer: int, teacher_layer: int, slot: str, roles: dict[str, torch.Tensor]) -> dict:
-        if kind == "bottleneck":
-            index = alignment.get(student_layer, teacher_layer, f"adapter:{slot}").index
+        if module.kind == "bottleneck":
+            index = alignment.get(student_layer, teacher_layer, adapter_point(module.settings, slot)).index
             return prune_roles(roles, index, index)
         index_in = alignment.get(student_layer, teacher_layer, f"in:{slot}").index
         index_out = index_in if lora_b == "input" else alignment.get(student_layer, teacher_layer, f"out:{slot}").index

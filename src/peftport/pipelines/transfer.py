@@ -139,7 +139,7 @@ def _aligned(
     points = module_points(source, lora_b)
     if isinstance(align, AlignOptions):
         align = compute_alignment(teacher.reference, student.reference, lmap, points, align)
-    layers = remap_layers(source.layers, lmap, prune_transform(source.kind, align, lora_b))
+    layers = remap_layers(source.layers, lmap, prune_transform(source, align, lora_b))
     return layers, alignment_record(align, lmap, points)
 
 

@@ -56,6 +56,10 @@ def hook_target(spec: ArchitectureSpec, layer: int, point: str) -> Target:
     layer_path = spec.layer_template.format(layer=layer)
     if kind == "adapter":
         return f"{layer_path}.{slot_spec.probe_path}", "output"
+    if kind == "adapter_ln":
+        if slot_spec.probe_normed is None:
+            raise PeftportError(f"the {spec.name} spec gives no sub-layer norm for slot '{slot}' (probe_normed)")
+        return f"{layer_path}.{slot_spec.probe_normed}", "output"
     return f"{layer_path}.{slot_spec.path}", "input" if kind == "in" else "output"
 
 
