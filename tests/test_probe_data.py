@@ -1,6 +1,7 @@
 """Probe texts from text, CoNLL and TSV files (gzip too), and from the real shared task data (slow)."""
 
 import gzip
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,39 @@ def test_bad_probe_sources(tmp_path):
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(PeftportError, match="not UTF-8"):
         read_probe_texts(tmp_path / "binary.txt", 10)
+
+
+class _FakeDatasets:
+    """Stands in for the ``datasets`` package (not installed here, and the hub is offline)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def load_dataset(self, path, config, split):
+        self.calls.append((path, config, split))
+        if path == "offline/none":
+            raise ConnectionError("Couldn't reach 'offline/none' on the Hub (LocalEntryNotFoundError)")
+        return _FakeSplit()
+
+
+class _FakeSplit:
+    features = {"id": type("F", (), {"dtype": "int64"})(), "text": type("F", (), {"dtype": "string"})()}
+
+    def __iter__(self):
+        return iter([{"id": 1, "text": "One text."}, {"id": 2, "text": "Two."}])
+
+
+def test_hub_dataset_names_take_a_config_and_fail_in_one_line(monkeypatch):
+    fake = _FakeDatasets()
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    assert read_probe_texts("glue:mrpc", 5) == ["One text.", "Two."]
+    assert fake.calls == [("glue", "mrpc", "train[:5]")]
+    with pytest.raises(PeftportError, match="cannot load dataset 'offline/none': Couldn't reach") as caught:
+        read_probe_texts("offline/none", 5)
+    assert "\n" not in str(caught.value)
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(PeftportError, match="pip install datasets"):
+        read_probe_texts("some/dataset", 5)
 
 
 @pytest.mark.slow

@@ -62,14 +62,20 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _hub_texts(name: str) -> list[str]:
+def _hub_texts(name: str, limit: int) -> list[str]:
+    """Texts of the first string column of a hub dataset's train split (``name`` or ``name:config``)."""
     try:
         import datasets
     except ImportError:
         raise PeftportError(
             f"probe data '{name}' is not a file; reading Hugging Face datasets needs `pip install datasets`"
         ) from None
-    split = datasets.load_dataset(name, split="train")
+    path, _, config = name.partition(":")
+    try:
+        split = datasets.load_dataset(path, config or None, split=f"train[:{limit}]")
+    except Exception as exc:  # the hub client raises many types (network, missing config, ...)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PeftportError(f"cannot load dataset '{name}': {first}") from None
     columns = [c for c, f in split.features.items() if getattr(f, "dtype", None) == "string"]
     if not columns:
         raise PeftportError(f"dataset '{name}' has no text column")
@@ -91,7 +97,7 @@ def read_probe_texts(source: str | Path, limit: int) -> list[str]:
     elif path.exists() or str(source).startswith((".", "/", "~")) or Path(str(source)).suffix:
         raise PeftportError(f"probe file '{source}' does not exist")
     else:
-        texts = _hub_texts(str(source))
+        texts = _hub_texts(str(source), limit)
     texts = [t for t in texts if t][:limit]
     if not texts:
         raise PeftportError(f"probe data '{source}' holds no texts")
