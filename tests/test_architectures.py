@@ -2,6 +2,7 @@
 
 import adapters
 import pytest
+import torch
 from transformers import AutoModel
 
 from peftport.architectures.models import describe_model
@@ -40,6 +41,10 @@ def test_bottleneck_slots_host_adapterhub_adapters(family):
     names = dict(model.named_modules())
     for slot in spec.slots_of_kind("bottleneck"):
         assert f"{spec.module_path(slot, 1)}.adapters.x" in names, slot
+        layer = spec.layer_template.format(layer=1)
+        probe, normed = spec.slots[slot].probe, spec.slots[slot].probe_normed
+        assert probe and isinstance(names[f"{layer}.{probe}"], torch.nn.Linear), slot
+        assert normed and isinstance(names[f"{layer}.{normed}"], torch.nn.LayerNorm), slot
 
 
 @pytest.mark.parametrize("family", FAMILIES)
