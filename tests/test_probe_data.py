@@ -43,7 +43,7 @@ def test_bad_probe_sources(tmp_path):
     with pytest.raises(PeftportError, match="does not exist"):
         read_probe_texts(tmp_path / "missing.tsv", 10)
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(PeftportError, match="not UTF-8"):
+    with pytest.raises(PeftportError, match=r"not \(gzipped\) UTF-8"):
         read_probe_texts(tmp_path / "binary.txt", 10)
 
 

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 from pathlib import Path
 
 from peftport.errors import PeftportError
+from peftport.tasks.readers import parse_conll, read_text_file
 
 CONLL_SUFFIXES = (".conll", ".conllu", ".conllx", ".iob", ".bio")
 TABLE_SUFFIXES = (".tsv", ".csv")
 
 
 def _open_text(path: Path) -> str:
-    raw = path.read_bytes()
-    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PeftportError(f"probe file {path} is not UTF-8 text: {exc}") from None
+    return read_text_file(path, "probe file")
 
 
 def _base_suffix(path: Path) -> str:
@@ -33,16 +28,7 @@ def conll_sentences(text: str) -> list[str]:
     >>> conll_sentences("0\\tHello\\tO\\n1\\tParis\\tB-LOC\\n\\n0\\tBye\\tO\\n")
     ['Hello Paris', 'Bye']
     """
-    sentences, tokens = [], []
-    for line in text.splitlines() + [""]:
-        fields = line.split("\t") if "\t" in line else line.split()
-        if not line.strip():
-            if tokens:
-                sentences.append(" ".join(tokens))
-            tokens = []
-        elif not line.startswith("#"):
-            tokens.append(fields[1] if len(fields) >= 3 and fields[0].isdigit() else fields[0])
-    return sentences
+    return [" ".join(sentence.tokens) for sentence in parse_conll(text)]
 
 
 def table_texts(text: str, delimiter: str) -> list[str]:
