@@ -1,0 +1,126 @@
+"""Put a trainable PEFT module (peft LoRA or AdapterHub bottleneck) with a trainable head on a task model.
+
+The baseline and the transferred student get the same module config and the same head
+initialisation; they differ only in whether the module's weights are loaded from a directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from peftport.architectures.spec import ArchitectureSpec
+from peftport.errors import PeftportError
+
+ADAPTER_NAME = "task"
+
+
+class ModuleConfig(BaseModel):
+    """The module trained on teacher and student (defaults: the paper's LoRA r8 on query+value)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["lora", "seq_bn", "double_seq_bn"] = "lora"
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] = Field(default_factory=lambda: ["attn_q", "attn_v"])
+    reduction_factor: int = Field(16, gt=0)
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: ``lora-r8`` or the bottleneck type."""
+        return f"lora-r{self.r}" if self.type == "lora" else self.type
+
+
+def head_names(model: torch.nn.Module) -> list[str]:
+    """Top-level modules with parameters outside the base model: the task head."""
+    base = model.base_model_prefix
+    return [n for n, m in model.named_children() if n != base and any(True for _ in m.parameters())]
+
+
+def _target_regex(spec: ArchitectureSpec, slots: list[str]) -> str:
+    unknown = [s for s in slots if s not in spec.slots or spec.slots[s].kind != "linear"]
+    if unknown:
+        raise PeftportError(f"LoRA targets {unknown} are not linear slots of {spec.name}")
+    paths = [re.escape(spec.module_path(s, 0)).replace(r"\.0\.", r"\.\d+\.") for s in slots]
+    return "|".join(rf"(?:.*\.)?{p}" for p in paths)
+
+
+def _with_lora(model: torch.nn.Module, spec: ArchitectureSpec, config: ModuleConfig, init: Path | None):
+    from peft import (
+        LoraConfig,
+        get_peft_model,
+        get_peft_model_state_dict,
+        load_peft_weights,
+        set_peft_model_state_dict,
+    )
+
+    lora = LoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=_target_regex(spec, config.targets),
+        modules_to_save=head_names(model),
+    )
+    wrapped = get_peft_model(model, lora)
+    if init is not None:
+        # the head keeps its fresh initialisation: only LoRA tensors come from ``init``
+        current = get_peft_model_state_dict(wrapped)
+        loaded = {k: v for k, v in load_peft_weights(str(init)).items() if "lora_" in k}
+        missing = sorted(k for k in current if "lora_" in k and k not in loaded)
+        unexpected = sorted(k for k in loaded if k not in current)
+        if missing or unexpected:
+            raise PeftportError(
+                f"module {init} does not fit the student: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
+        set_peft_model_state_dict(wrapped, {**current, **loaded})
+    return wrapped
+
+
+def _with_bottleneck(model: torch.nn.Module, config: ModuleConfig, init: Path | None):
+    import adapters
+
+    adapters.init(model)
+    if init is None:
+        kinds = {"seq_bn": adapters.SeqBnConfig, "double_seq_bn": adapters.DoubleSeqBnConfig}
+        model.add_adapter(ADAPTER_NAME, config=kinds[config.type](reduction_factor=config.reduction_factor))
+    else:
+        info: dict = {}
+        model.load_adapter(str(init), load_as=ADAPTER_NAME, loading_info=info)
+        if [k for k in info.get("missing_keys", []) if f".{ADAPTER_NAME}." in k]:
+            raise PeftportError(f"module {init} does not fit the student: missing {info['missing_keys'][:3]}")
+    model.train_adapter(ADAPTER_NAME)
+    for name in head_names(model):
+        for param in getattr(model, name).parameters():
+            param.requires_grad = True
+    return model
+
+
+def attach_module(
+    model: torch.nn.Module, spec: ArchitectureSpec, config: ModuleConfig, init: Path | None = None
+) -> torch.nn.Module:
+    """``model`` with only the module and the head trainable; module weights from ``init`` when given."""
+    if config.type == "lora":
+        return _with_lora(model, spec, config, init)
+    return _with_bottleneck(model, config, init)
+
+
+def save_trained(model: torch.nn.Module, config: ModuleConfig, directory: Path) -> None:
+    """Save the module in its library's format (peft: with the head as ``modules_to_save``; AdapterHub: with
+    the head in ``head.safetensors``)."""
+    if config.type == "lora":
+        model.save_pretrained(str(directory))
+        return
+    from safetensors.torch import save_file
+
+    model.save_adapter(str(directory), ADAPTER_NAME)
+    head = {
+        f"{n}.{k}": v.detach().cpu().contiguous()
+        for n in head_names(model)
+        for k, v in getattr(model, n).state_dict().items()
+    }
+    save_file(head, str(directory / "head.safetensors"))

@@ -1,0 +1,191 @@
+"""Train a PEFT module and task head with the Hugging Face ``Trainer``; evaluate before, during and after."""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from peftport.architectures.models import describe_model
+from peftport.pipelines.trainable import ModuleConfig, attach_module, save_trained
+from peftport.tasks.data import TaskData
+from peftport.tasks.encoding import IGNORED, encode_split
+from peftport.tasks.metrics import accuracy, macro_f1, span_f1
+
+
+class TrainingConfig(BaseModel):
+    """Training budget and optimiser settings (defaults: the paper's lr 1e-5, batch 16, 10 epochs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    learning_rate: float = Field(1e-5, gt=0)
+    batch_size: int = Field(16, gt=0)
+    epochs: float = Field(10, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    eval_every: int | None = Field(None, gt=0, description="evaluate every N steps (learning curve)")
+    max_length: int = Field(128, gt=8)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+
+
+@dataclass
+class TrainResult:
+    """Scores before training (step 0), along the way, and at the end, on the test split."""
+
+    zero_step: dict[str, float]
+    final: dict[str, float]
+    curve: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    train_seconds: float = 0.0
+    samples_per_second: float = 0.0
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _metric_function(data: TaskData):
+    def compute(prediction: Any) -> dict[str, float]:
+        logits, labels = prediction.predictions, prediction.label_ids
+        predicted = np.argmax(logits, axis=-1)
+        if data.kind == "token":
+            keep = labels != IGNORED
+            truth = [[data.labels[t] for t in row[k]] for row, k in zip(labels, keep, strict=True)]
+            guess = [[data.labels[p] for p in row[k]] for row, k in zip(predicted, keep, strict=True)]
+            return {"f1": span_f1(truth, guess)}
+        true, guessed = labels.tolist(), predicted.tolist()
+        return {"accuracy": accuracy(true, guessed), "macro_f1": macro_f1(true, guessed)}
+
+    return compute
+
+
+def _task_model(reference: str, data: TaskData) -> torch.nn.Module:
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = AutoModelForTokenClassification if data.kind == "token" else AutoModelForSequenceClassification
+    id2label = dict(enumerate(data.labels))
+    return auto.from_pretrained(
+        reference, num_labels=len(data.labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+    )
+
+
+def _step_reporter_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class _StepReporter(_step_reporter_base()):
+    """Forwards optimiser steps to a progress display."""
+
+    def __init__(self, report: Callable[[int, int], None]) -> None:
+        self.report = report
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.report(state.global_step, state.max_steps)
+
+
+def _inputs(features: list[dict], accepted: set[str]) -> list[dict]:
+    return [{k: v for k, v in f.items() if k in accepted} for f in features]
+
+
+def _precision() -> dict[str, bool]:
+    if not torch.cuda.is_available():
+        return {"use_cpu": True}
+    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+
+
+def _scores(metrics: dict[str, float]) -> dict[str, float]:
+    return {
+        k.removeprefix("eval_"): v for k, v in metrics.items() if k in ("eval_f1", "eval_accuracy", "eval_macro_f1")
+    }
+
+
+def train_module(
+    model_ref: str,
+    data: TaskData,
+    module: ModuleConfig,
+    training: TrainingConfig,
+    seed: int,
+    out: Path,
+    init: Path | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``module`` (from ``init`` or the library's default initialisation) and the head; save the module
+    to ``out``. Same seed, data order and budget for every call with the same arguments but ``init``.
+    ``on_step(step, total)`` is called after every optimiser step (progress display)."""
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    set_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_ref)
+    task_model = _task_model(model_ref, data)
+    accepted = set(inspect.signature(type(task_model).forward).parameters)  # e.g. no token_type_ids (distilbert)
+    model = attach_module(task_model, describe_model(model_ref).spec, module, init)
+    collator = (DataCollatorForTokenClassification if data.kind == "token" else DataCollatorWithPadding)(tokenizer)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            learning_rate=training.learning_rate,
+            per_device_train_batch_size=training.batch_size,
+            per_device_eval_batch_size=64,
+            num_train_epochs=training.epochs,
+            max_steps=training.max_steps or -1,
+            eval_strategy="steps" if training.eval_every else "no",
+            eval_steps=training.eval_every,
+            logging_steps=training.eval_every or 50,
+            save_strategy="no",
+            report_to=[],
+            seed=seed,
+            data_seed=seed,
+            warmup_ratio=training.warmup_ratio,
+            disable_tqdm=on_step is not None,
+            remove_unused_columns=False,
+            label_names=["labels"],
+            **_precision(),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            data_collator=collator,
+            compute_metrics=_metric_function(data),
+            train_dataset=_inputs(encode_split(data, "train", tokenizer, training.max_length), accepted),
+            eval_dataset=_inputs(encode_split(data, "test", tokenizer, training.max_length), accepted),
+            callbacks=[_StepReporter(on_step)] if on_step else None,
+        )
+        if on_step is not None:  # the caller shows progress; no per-log printing
+            from transformers import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)
+        zero = _scores(trainer.evaluate())
+        start = time.perf_counter()
+        output = trainer.train()
+        seconds = time.perf_counter() - start
+        final = _scores(trainer.evaluate())
+    points = {0: zero} | {e["step"]: _scores(e) for e in trainer.state.log_history if "eval_loss" in e}
+    curve = [{"step": step, **scores} for step, scores in sorted(points.items())]
+    save_trained(model, module, out)
+    return TrainResult(
+        zero,
+        final,
+        curve,
+        trainer.state.global_step,
+        seconds,
+        float(output.metrics.get("train_samples_per_second", 0)),
+        str(args.device),
+        next((k for k in ("bf16", "fp16") if getattr(args, k)), "fp32"),
+    )
