@@ -110,6 +110,7 @@ def transfer(
     from peftport.formats.registry import save_module
     from peftport.pipelines.alignment import load_alignment
     from peftport.pipelines.transfer import transfer as run_transfer
+    from peftport.zoo import resolve_model
 
     with user_errors():
         check_writable(out, force)
@@ -120,6 +121,7 @@ def transfer(
             how = load_alignment(alignment)
         elif align == "correlation":
             how = _align_options(probe_data, probe_sentences, token_match, lora_b, device)
+        teacher, student = resolve_model(teacher), resolve_model(student)
         result = run_transfer(module, teacher=teacher, student=student, layer_map=layer_map, align=how)
         save_module(result, out, format=format, force=force)
     lmap = result.provenance["layer_map"]
@@ -153,10 +155,12 @@ def align(
     from peftport.core.layer_maps import build_layer_map
     from peftport.formats.atomic import check_writable
     from peftport.pipelines.alignment import all_points, compute_alignment, save_alignment
+    from peftport.zoo import resolve_model
 
     with user_errors():
         check_writable(out, force)
         options = _align_options(probe_data, probe_sentences, token_match, lora_b, device)
+        teacher, student = resolve_model(teacher), resolve_model(student)
         t_info, s_info = describe_model(teacher), describe_model(student)
         lmap = build_layer_map(layer_map, t_info.dims.num_layers, s_info.dims.num_layers)
         points = [p for p in all_points(t_info.spec, lora_b) if p.split(":", 1)[1] in s_info.spec.slots]
@@ -184,6 +188,40 @@ def convert(
         check_writable(out, force)
         save_module(load_module(module_dir), out, format=to, force=force)
     console.print(f"wrote {out} ({to})")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Experiment file (YAML): pairs, tasks, modules, transfers, seeds.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Experiment folder (runs, results.jsonl, report).")],
+) -> None:
+    """Run an experiment grid; finished runs are skipped, so the same command resumes after a stop."""
+    from peftport.experiments.config import load_config
+    from peftport.experiments.runner import run_experiment
+
+    with user_errors():
+        done = run_experiment(load_config(config), out, console=errors)
+    console.print(f"{len(done)} runs done now; results in {out / 'results.jsonl'}")
+    _print_report(out)
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="An experiment folder written by `peftport run`.")],
+) -> None:
+    """Write report.md, results.csv and PNG plots for an experiment folder and print the table."""
+    _print_report(folder)
+
+
+def _print_report(folder: Path) -> None:
+    from peftport.reports.experiment import overall, rich_table
+    from peftport.reports.report_files import write_report
+
+    with user_errors():
+        path, cells = write_report(folder)
+    console.print(rich_table(cells))
+    console.print(overall(cells))
+    console.print(f"report: {path} (plots in {path.parent / 'plots'})")
 
 
 @app.command()

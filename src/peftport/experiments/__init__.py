@@ -1,0 +1,1 @@
+"""Experiments: a YAML grid of teacher training, transfer, and student vs baseline training, run resumably."""

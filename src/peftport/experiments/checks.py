@@ -1,0 +1,52 @@
+"""Reject impossible experiments before any training: missing data, unknown or mismatched models."""
+
+from __future__ import annotations
+
+from peftport.architectures.models import ModelInfo, describe_model
+from peftport.core.layer_maps import build_layer_map
+from peftport.errors import PeftportError
+from peftport.experiments.config import ExperimentConfig, PairConfig
+from peftport.zoo import resolve_model
+
+
+def _check_pair(config: ExperimentConfig, index: int, pair: PairConfig) -> None:
+    where = f"pairs[{index}]"
+    try:
+        teacher, student = describe_model(resolve_model(pair.teacher)), describe_model(resolve_model(pair.student))
+    except PeftportError as exc:
+        raise PeftportError(f"{where}: {exc}") from None
+    t_width, s_width = teacher.dims.hidden_size, student.dims.hidden_size
+    if s_width > t_width:
+        raise PeftportError(f"{where}: the student is wider ({s_width}) than the teacher ({t_width})")
+    for number, transfer in enumerate(config.transfers):
+        if transfer.align == "none" and s_width != t_width:
+            raise PeftportError(
+                f"transfers[{number}]: hidden sizes differ in {where} ({t_width} -> {s_width}): use align: correlation"
+            )
+        try:
+            build_layer_map(transfer.layer_map, teacher.dims.num_layers, student.dims.num_layers)
+        except PeftportError as exc:
+            raise PeftportError(f"transfers[{number}].layer_map with {where}: {exc}") from None
+    for number, module in enumerate(config.modules):
+        _check_module(f"modules[{number}]", module.type, module.targets, (teacher, student))
+
+
+def _check_module(where: str, kind: str, targets: list[str], models: tuple[ModelInfo, ModelInfo]) -> None:
+    for info in models:
+        spec = info.spec
+        if kind != "lora" and not spec.adapterhub:
+            raise PeftportError(f"{where}: AdapterHub has no {kind} adapters for {spec.name} models")
+        missing = [t for t in targets if t not in spec.slots_of_kind("linear")] if kind == "lora" else []
+        if missing:
+            raise PeftportError(f"{where}.targets: {missing} are not LoRA slots of {spec.name}")
+
+
+def check_experiment(config: ExperimentConfig) -> None:
+    """Every data file exists, every pair loads and fits every transfer and module; raise on the first problem."""
+    for number, task in enumerate(config.tasks):
+        try:
+            task.check_files()
+        except PeftportError as exc:
+            raise PeftportError(f"tasks[{number}]: {exc}") from None
+    for index, pair in enumerate(config.pairs):
+        _check_pair(config, index, pair)

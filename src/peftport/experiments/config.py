@@ -1,0 +1,100 @@
+"""The experiment file: YAML validated into typed config objects, checked before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from peftport.errors import PeftportError
+from peftport.pipelines.trainable import ModuleConfig
+from peftport.pipelines.training import TrainingConfig
+from peftport.tasks.data import TaskConfig
+
+
+class PairConfig(BaseModel):
+    """A teacher and a student model: hub names, local directories or ``zoo:NAME``."""
+
+    model_config = ConfigDict(extra="forbid")
+    teacher: str
+    student: str
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Short name for tables."""
+        return self.name or f"{Path(self.teacher).name}->{Path(self.student).name}"
+
+
+class TransferConfig(BaseModel):
+    """How the teacher module becomes the student's initial module."""
+
+    model_config = ConfigDict(extra="forbid")
+    layer_map: str = "skip"
+    align: Literal["none", "correlation"] = "none"
+    probe_data: str | None = Field(None, description="default: the task's train split")
+    probe_sentences: int = Field(1000, gt=0)
+    token_match: Literal["offsets", "strings"] = "offsets"
+    lora_b: Literal["input", "output"] = "input"
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: ``skip`` or ``skip+corr(offsets,input)``."""
+        if self.align == "none":
+            return self.layer_map
+        return f"{self.layer_map}+corr({self.token_match},{self.lora_b})"
+
+
+class ExperimentConfig(BaseModel):
+    """A grid: pairs x tasks x languages x modules x transfers x seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "experiment"
+    pairs: list[PairConfig] = Field(min_length=1)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    modules: list[ModuleConfig] = Field(default_factory=lambda: [ModuleConfig()])
+    transfers: list[TransferConfig] = Field(default_factory=lambda: [TransferConfig()])
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    teacher_training: TrainingConfig | None = Field(None, description="default: the same as training")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ExperimentConfig:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError("tasks: names must be unique")
+        return self
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "top level"
+    return f"{where}: {first['msg']}"
+
+
+def load_config(path: Path) -> ExperimentConfig:
+    """Read and validate an experiment file; one-line errors name the file and the field."""
+    if not path.is_file():
+        raise PeftportError(f"experiment file '{path}' does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PeftportError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise PeftportError(f"{path} must hold a mapping (name, pairs, tasks, ...)")
+    try:
+        return ExperimentConfig.model_validate(_relative_paths(raw, path.parent))
+    except ValidationError as exc:
+        raise PeftportError(f"invalid experiment {path}: {_first_error(exc)}") from None
+
+
+def _relative_paths(raw: dict, base: Path) -> dict:
+    """Data paths in the file are relative to the file's folder (absolute, hub and zoo names are kept)."""
+    for task in raw.get("tasks") or []:
+        for key in ("train", "test"):
+            value = task.get(key) if isinstance(task, dict) else None
+            if isinstance(value, str) and not value.startswith(("hf:", "/", "~")):
+                task[key] = str(base / value)
+    return raw

@@ -1,0 +1,70 @@
+"""Expand an experiment into independent runs, each named by the hash of its resolved config.
+
+Three kinds of run: ``teacher`` (train the module on the teacher), ``baseline`` (train it on the
+student from the library's initialisation) and ``transferred`` (transfer the teacher's module, then
+train it on the student). A transferred run needs its teacher run; baselines are shared by all
+transfers of a cell, so nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from peftport.experiments.config import ExperimentConfig
+
+RunKind = Literal["teacher", "baseline", "transferred"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One unit of work: what to train, on which model, from what."""
+
+    kind: RunKind
+    spec: dict[str, Any]
+    needs: tuple[str, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        """Hash of the resolved config: the run's directory name and its key in the index."""
+        text = json.dumps({"kind": self.kind, **self.spec}, sort_keys=True)
+        return f"{self.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def expand(config: ExperimentConfig) -> list[Run]:
+    """All runs in a useful order (each teacher before its transfers), without duplicates."""
+    runs: dict[str, Run] = {}
+    teacher_training = (config.teacher_training or config.training).model_dump()
+    for pair in config.pairs:
+        for task in config.tasks:
+            for language in task.languages:
+                for module in config.modules:
+                    for seed in config.seeds:
+                        cell = {
+                            "task": task.model_dump(exclude={"languages"}),
+                            "language": language,
+                            "module": module.model_dump(),
+                            "seed": seed,
+                        }
+                        teacher = Run("teacher", {**cell, "model": pair.teacher, "training": teacher_training})
+                        baseline = Run(
+                            "baseline", {**cell, "model": pair.student, "training": config.training.model_dump()}
+                        )
+                        runs.setdefault(teacher.id, teacher)
+                        runs.setdefault(baseline.id, baseline)
+                        for transfer in config.transfers:
+                            moved = Run(
+                                "transferred",
+                                {
+                                    **baseline.spec,
+                                    "teacher": pair.teacher,
+                                    "teacher_run": teacher.id,
+                                    "transfer": transfer.model_dump(),
+                                    "head": "random",
+                                },
+                                needs=(teacher.id,),
+                            )
+                            runs.setdefault(moved.id, moved)
+    return list(runs.values())

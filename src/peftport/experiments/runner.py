@@ -1,0 +1,165 @@
+"""Run an experiment grid: skip finished runs, write each run atomically, index it when done."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from peftport import __version__
+from peftport.experiments.checks import check_experiment
+from peftport.experiments.config import ExperimentConfig, TransferConfig
+from peftport.experiments.grid import Run, expand
+from peftport.experiments.store import append_index, clear_leftovers, finished, run_dir
+from peftport.formats.atomic import atomic_directory
+from peftport.formats.registry import save_module
+from peftport.pipelines.alignment import AlignOptions
+from peftport.pipelines.trainable import ModuleConfig
+from peftport.pipelines.training import TrainingConfig, train_module
+from peftport.pipelines.transfer import transfer
+from peftport.tasks.data import TaskConfig, TaskData, load_task
+from peftport.zoo import resolve_model
+
+PACKAGES = ("torch", "transformers", "peft", "adapters")
+
+
+def environment() -> dict[str, Any]:
+    """Git revision, package versions and device, recorded with every run."""
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        revision = ""
+    versions = {"peftport": __version__, **{p: metadata.version(p) for p in PACKAGES}}
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86'})"
+    return {"git": revision or None, "versions": versions, "device": device}
+
+
+class DataCache:
+    """Task data loaded once per (task, language)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, TaskData] = {}
+
+    def get(self, task: dict[str, Any], language: str) -> TaskData:
+        key = json.dumps([task, language], sort_keys=True)
+        if key not in self._loaded:
+            self._loaded[key] = load_task(TaskConfig.model_validate({**task, "languages": [language]}), language)
+        return self._loaded[key]
+
+
+def _transfer_init(run: Run, out: Path, staging: Path) -> tuple[Path, dict[str, Any]]:
+    spec = run.spec
+    options = TransferConfig.model_validate(spec["transfer"])
+    align = None
+    if options.align == "correlation":
+        probe = options.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
+        align = AlignOptions(probe, options.probe_sentences, options.token_match, options.lora_b)
+    teacher_module = run_dir(out, spec["teacher_run"]) / "module"
+    start = time.perf_counter()
+    moved = transfer(
+        teacher_module, resolve_model(spec["teacher"]), resolve_model(spec["model"]), options.layer_map, align
+    )
+    seconds = time.perf_counter() - start
+    init = save_module(moved, staging / "transferred")
+    return init, {
+        "transfer_seconds": seconds,
+        "alignment": (moved.provenance.get("alignment") or {}).get("mean_matched_correlation"),
+    }
+
+
+def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Do one run into its directory; returns its index record."""
+    spec = run.spec
+    clear_leftovers(out, run.id)
+    start = time.perf_counter()
+    with atomic_directory(run_dir(out, run.id)) as staging:
+        (staging / "config.json").write_text(json.dumps({"kind": run.kind, **spec}, indent=1, sort_keys=True))
+        init, extra = (None, {})
+        if run.kind == "transferred":
+            init, extra = _transfer_init(run, out, staging)
+        result = train_module(
+            resolve_model(spec["model"]),
+            data.get(spec["task"], spec["language"]),
+            ModuleConfig.model_validate(spec["module"]),
+            TrainingConfig.model_validate(spec["training"]),
+            spec["seed"],
+            staging / "module",
+            init,
+            on_step,
+        )
+        record = {
+            "id": run.id,
+            "kind": run.kind,
+            **_cell(spec),
+            **extra,
+            **result.to_dict(),
+            "wall_seconds": time.perf_counter() - start,
+            **environment(),
+        }
+        (staging / "metrics.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+    append_index(out, record)
+    return record
+
+
+def _cell(spec: dict[str, Any]) -> dict[str, Any]:
+    task = spec["task"]
+    return {
+        "task": task["name"],
+        "metric": "f1" if task["kind"] == "token" else "accuracy",
+        "language": spec["language"],
+        "module": ModuleConfig.model_validate(spec["module"]).label,
+        "model": spec["model"],
+        "teacher": spec.get("teacher"),
+        "seed": spec["seed"],
+        "transfer": TransferConfig.model_validate(spec["transfer"]).label if "transfer" in spec else None,
+        "head": spec.get("head"),
+    }
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out: Path,
+    console: Console | None = None,
+    on_run: Callable[[Run, dict[str, Any]], None] | None = None,
+) -> list[Run]:
+    """Run every unfinished run of ``config`` into ``out``; returns the runs done now."""
+    check_experiment(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.json").write_text(config.model_dump_json(indent=1))
+    runs, done = expand(config), finished(out)
+    todo = [r for r in runs if r.id not in done]
+    data = DataCache()
+    console = console or Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(
+            f"{len(runs) - len(todo)} of {len(runs)} runs already done",
+            total=len(runs),
+            completed=len(runs) - len(todo),
+        )
+        steps = progress.add_task("training steps", total=None)
+        for run in todo:
+            progress.reset(steps)
+            progress.update(
+                bar, description=f"{run.kind} {run.spec['task']['name']}/{run.spec['language']} seed {run.spec['seed']}"
+            )
+            record = execute(run, out, data, lambda step, total: progress.update(steps, completed=step, total=total))
+            if on_run is not None:
+                on_run(run, record)
+            progress.advance(bar)
+    return todo

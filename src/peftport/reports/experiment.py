@@ -1,0 +1,169 @@
+"""Experiment report: the paper's table (teacher, baseline, transferred, delta) over seeds, CSV and plots."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    """One (pair, task, language, module, transfer) cell, aggregated over seeds."""
+
+    teacher_model: str
+    student_model: str
+    task: str
+    language: str
+    module: str
+    transfer: str
+    metric: str
+    seeds: int
+    teacher: float
+    teacher_std: float
+    baseline: float
+    baseline_std: float
+    transferred: float
+    transferred_std: float
+    delta: float
+    delta_std: float
+    positive_share: float
+    zero_step: float
+    steps_to_baseline: float | None
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _score(record: dict[str, Any], part: str = "final") -> float:
+    return float(record[part].get(record["metric"], float("nan")))
+
+
+def _first_reaching(curve: list[dict[str, float]], metric: str, target: float) -> float | None:
+    return next((point["step"] for point in curve if point.get(metric, float("-inf")) >= target), None)
+
+
+def summarise(records: list[dict[str, Any]]) -> list[CellSummary]:
+    """Join transferred runs with their baselines and teachers (same task, language, module, seed)."""
+    by_kind: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        key = (r["model"], r["task"], r["language"], r["module"], str(r["seed"]))
+        by_kind[r["kind"]][key + ((r["teacher"], r["transfer"]) if r["kind"] == "transferred" else ())] = r
+    cells: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    for key, r in by_kind["transferred"].items():
+        cells[(r["teacher"], *key[:4], r["transfer"])].append(r)
+    return [_cell(key, runs, by_kind) for key, runs in sorted(cells.items())]
+
+
+def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dict[str, Any]]]) -> CellSummary:
+    teacher_model, student, task, language, module, transfer = key
+    metric = runs[0]["metric"]
+    teach, base, moved, deltas, reach = [], [], [], [], []
+    for r in runs:
+        base_run = by_kind["baseline"].get((student, task, language, module, str(r["seed"])))
+        teacher_run = by_kind["teacher"].get((teacher_model, task, language, module, str(r["seed"])))
+        moved.append(_score(r))
+        if teacher_run:
+            teach.append(_score(teacher_run))
+        if base_run:
+            base.append(_score(base_run))
+            deltas.append(_score(r) - _score(base_run))
+            reach.append(_first_reaching(r["curve"], metric, _score(base_run)))
+    reached = [s for s in reach if s is not None]
+    return CellSummary(
+        teacher_model,
+        student,
+        task,
+        language,
+        module,
+        transfer,
+        metric,
+        len(runs),
+        *_stats(teach),
+        *_stats(base),
+        *_stats(moved),
+        *_stats(deltas),
+        sum(d > 0 for d in deltas) / len(deltas) if deltas else float("nan"),
+        statistics.fmean(_score(r, "zero_step") for r in runs),
+        statistics.fmean(reached) if reached and len(reached) == len(reach) else None,
+    )
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+HEADER = [
+    "pair",
+    "task",
+    "lang",
+    "module",
+    "transfer",
+    "seeds",
+    "teacher",
+    "baseline",
+    "transferred",
+    "delta",
+    "positive",
+    "zero-step",
+    "steps to baseline",
+]
+
+
+def table_rows(cells: list[CellSummary]) -> list[list[str]]:
+    """Rows of the report table (scores in percent, mean ± std over seeds)."""
+    return [
+        [
+            f"{Path(c.teacher_model).name} -> {Path(c.student_model).name}",
+            c.task,
+            c.language,
+            c.module,
+            c.transfer,
+            str(c.seeds),
+            _fmt(c.teacher, c.teacher_std),
+            _fmt(c.baseline, c.baseline_std),
+            _fmt(c.transferred, c.transferred_std),
+            f"{100 * c.delta:+.1f} ± {100 * c.delta_std:.1f}",
+            f"{100 * c.positive_share:.0f}%",
+            f"{100 * c.zero_step:.1f}",
+            "-" if c.steps_to_baseline is None else f"{c.steps_to_baseline:.0f}",
+        ]
+        for c in cells
+    ]
+
+
+def rich_table(cells: list[CellSummary]) -> Table:
+    """The summary table for the terminal."""
+    table = Table(title="Transferred vs baseline students (test split, mean ± std over seeds)")
+    for column in HEADER:
+        table.add_column(column)
+    for row in table_rows(cells):
+        table.add_row(*row)
+    return table
+
+
+def overall(cells: list[CellSummary]) -> str:
+    """One sentence: in how many seed-level cases the transferred student beat the baseline."""
+    pairs = [(c.positive_share, c.seeds) for c in cells if c.positive_share == c.positive_share]
+    cases = sum(n for _, n in pairs)
+    wins = round(sum(share * n for share, n in pairs))
+    return f"Transferred > baseline in {wins} of {cases} cases ({100 * wins / cases:.1f}%)." if cases else ""
+
+
+def write_csv(cells: list[CellSummary], path: Path) -> None:
+    """All summary fields, one row per cell."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(cells[0]))) if cells else None
+        if writer:
+            writer.writeheader()
+            writer.writerows(asdict(c) for c in cells)

@@ -1,0 +1,95 @@
+"""PNG plots of an experiment: learning curves (baseline vs transferred) and per-language delta bars."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from peftport.reports.experiment import CellSummary
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)).strip("_")
+
+
+def _mean_curve(runs: list[dict[str, Any]], metric: str) -> tuple[list[float], list[float]]:
+    by_step: dict[float, list[float]] = defaultdict(list)
+    for run in runs:
+        for point in run["curve"]:
+            if metric in point:
+                by_step[point["step"]].append(point[metric])
+    steps = sorted(by_step)
+    return steps, [100 * sum(by_step[s]) / len(by_step[s]) for s in steps]
+
+
+def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], folder: Path) -> list[Path]:
+    """One PNG per cell: mean test score over seeds against training steps, baseline vs transferred."""
+    plt, written = _pyplot(), []
+    for cell in cells:
+        common = [
+            r
+            for r in records
+            if r["task"] == cell.task
+            and r["language"] == cell.language
+            and r["module"] == cell.module
+            and r["model"] == cell.student_model
+        ]
+        groups = {
+            "baseline": [r for r in common if r["kind"] == "baseline"],
+            f"transferred ({cell.transfer})": [
+                r
+                for r in common
+                if r["kind"] == "transferred" and r["transfer"] == cell.transfer and r["teacher"] == cell.teacher_model
+            ],
+        }
+        figure, axes = plt.subplots(figsize=(5, 3.2))
+        for label, runs in groups.items():
+            steps, scores = _mean_curve(runs, cell.metric)
+            axes.plot(steps, scores, marker="o", markersize=3, label=label)
+        axes.set(
+            xlabel="training steps",
+            ylabel=f"{cell.metric} (%)",
+            title=f"{cell.task}/{cell.language} {cell.module} {Path(cell.student_model).name}",
+        )
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        path = (
+            folder
+            / f"curve-{_slug(Path(cell.teacher_model).name, cell.task, cell.language, cell.module, cell.transfer)}.png"
+        )
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def delta_bars(cells: list[CellSummary], folder: Path) -> list[Path]:
+    """One PNG per (task, module, transfer): delta (transferred - baseline) per language, with std error bars."""
+    plt, written = _pyplot(), []
+    groups: dict[tuple[str, str, str, str], list[CellSummary]] = defaultdict(list)
+    for cell in cells:
+        groups[(Path(cell.teacher_model).name, cell.task, cell.module, cell.transfer)].append(cell)
+    for (teacher, task, module, transfer), group in sorted(groups.items()):
+        figure, axes = plt.subplots(figsize=(max(3, 0.8 * len(group) + 1.5), 3))
+        deltas = [100 * c.delta for c in group]
+        colours = ["tab:green" if d > 0 else "tab:red" for d in deltas]
+        axes.bar([c.language for c in group], deltas, yerr=[100 * c.delta_std for c in group], color=colours, capsize=3)
+        axes.axhline(0, color="black", linewidth=0.8)
+        axes.set(ylabel="delta (points)", title=f"{task} {module} {transfer}")
+        figure.tight_layout()
+        path = folder / f"delta-{_slug(teacher, task, module, transfer)}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

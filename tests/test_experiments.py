@@ -1,0 +1,200 @@
+"""Experiments end to end on tiny random models: YAML -> runs -> results index -> report with table and PNGs.
+
+Also: resuming after a stop loses only the run in flight, and bad experiment files are rejected
+before any training with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from peftport.errors import PeftportError
+from peftport.experiments import runner
+from peftport.experiments.config import load_config
+from peftport.experiments.grid import expand
+from peftport.experiments.store import read_index
+from tiny_models import save_tiny_model
+from tiny_tokenizers import WORDS, probe_sentences, save_metaspace_bpe, save_wordpiece
+
+TRAINING = {"learning_rate": 0.01, "batch_size": 8, "max_steps": 4, "eval_every": 2}
+PLACES = ("paris", "berlin", "valley", "river", "city")
+
+
+def _conll(path, count, seed):
+    rng, lines = random.Random(seed), []
+    for _ in range(count):
+        for i, word in enumerate(rng.choice(WORDS) for _ in range(rng.randint(4, 9))):
+            lines.append(f"{i}\t{word}\t{'B-LOC' if word in PLACES else 'O'}")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _pairs(path, count, seed):
+    rng, rows = random.Random(seed), ["sentence1\tsentence2\tlabel"]
+    for _ in range(count):
+        first = " ".join(rng.choice(WORDS) for _ in range(5))
+        same = rng.random() < 0.5
+        rows.append(f"{first}\t{first if same else ' '.join(rng.sample(WORDS, 5))}\t{int(same)}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    models = {
+        "teacher": save_wordpiece(save_tiny_model("bert", 4, root / "teacher", hidden=32, vocab_size=200)),
+        "student": save_wordpiece(save_tiny_model("bert", 2, root / "student", hidden=32, vocab_size=200)),
+        "wide": save_wordpiece(save_tiny_model("bert", 4, root / "wide", hidden=64, vocab_size=200)),
+        "narrow": save_metaspace_bpe(save_tiny_model("distilbert", 2, root / "narrow", hidden=32, vocab_size=200)),
+    }
+    (root / "probe.txt").write_text("\n".join(probe_sentences(120, seed=5)) + "\n")
+    _conll(root / "ner-train.conll", 24, 1)
+    _conll(root / "ner-test.conll", 12, 2)
+    _pairs(root / "para-train.tsv", 24, 3)
+    _pairs(root / "para-test.tsv", 12, 4)
+    return root, models
+
+
+NER = {"name": "ner", "kind": "token", "train": "ner-train.conll", "test": "ner-test.conll"}
+PARA = {
+    "name": "para",
+    "kind": "pair",
+    "train": "para-train.tsv",
+    "test": "para-test.tsv",
+    "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "label"},
+}
+
+
+def _write(root, name, **fields):
+    path = root / f"{name}.yaml"
+    path.write_text(json.dumps({"name": name, "training": TRAINING, **fields}))  # JSON is YAML
+    return path
+
+
+def test_grid_runs_and_reports_through_the_cli(setup, cli):
+    root, models = setup
+    config = _write(
+        root, "grid", pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}], tasks=[NER, PARA]
+    )
+    out = root / "grid-out"
+    result = cli("run", config, "--out", out)
+    assert result.exit_code == 0, result.output
+    records = read_index(out)
+    assert sorted(r["kind"] for r in records) == ["baseline"] * 2 + ["teacher"] * 2 + ["transferred"] * 2
+    for record in records:
+        assert record["git"] is not None and record["versions"]["torch"].startswith("2.13")
+        assert record["steps"] == 4 and [p["step"] for p in record["curve"]] == [0, 2, 4]
+        assert record["metric"] in record["final"] and record["wall_seconds"] > 0
+        run = out / "runs" / record["id"]
+        assert (run / "config.json").is_file() and (run / "module" / "adapter_config.json").is_file()
+    moved = next(r for r in records if r["kind"] == "transferred")
+    manifest = json.loads((out / "runs" / moved["id"] / "transferred" / "peftport_manifest.json").read_text())
+    assert manifest["layer_map"]["sources"] == [[0], [2]]
+    report = (out / "report" / "report.md").read_text()
+    assert "| teacher -> student | ner | en | lora-r8 | skip | 1 |" in report
+    assert "| teacher -> student | para | en | lora-r8 | skip | 1 |" in report
+    pngs = sorted((out / "report" / "plots").glob("*.png"))
+    assert len(pngs) == 4 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert len((out / "report" / "results.csv").read_text().splitlines()) == 3
+    again = cli("run", config, "--out", out)
+    assert again.exit_code == 0 and "0 runs done now" in again.stdout and len(read_index(out)) == 6
+
+
+def test_aligned_bottleneck_grid(setup):
+    root, models = setup
+    config = load_config(
+        _write(
+            root,
+            "aligned",
+            pairs=[{"teacher": str(models["wide"]), "student": str(models["narrow"])}],
+            tasks=[NER],
+            modules=[{"type": "seq_bn", "reduction_factor": 4}],
+            transfers=[{"layer_map": "skip", "align": "correlation", "probe_data": str(root / "probe.txt")}],
+        )
+    )
+    done = runner.run_experiment(config, root / "aligned-out")
+    assert [r.kind for r in done] == ["teacher", "baseline", "transferred"]
+    moved = [r for r in read_index(root / "aligned-out") if r["kind"] == "transferred"][0]
+    assert moved["transfer"] == "skip+corr(offsets,input)" and -1 <= moved["alignment"] <= 1
+
+
+def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):
+    root, models = setup
+    config = load_config(
+        _write(
+            root,
+            "resume",
+            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            tasks=[NER],
+            seeds=[0, 1],
+        )
+    )
+    out, real, calls = root / "resume-out", runner.train_module, []
+
+    def stopping(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a stop in the middle of the third run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_module", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(config, out)
+    assert len(read_index(out)) == 2
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(r["id"] for r in read_index(out))
+    third = expand(config)[2]
+    (out / "runs" / f".{third.id}.partial-killed").mkdir()  # what a hard kill leaves behind
+    calls.clear()
+    monkeypatch.setattr(runner, "train_module", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    done = runner.run_experiment(config, out)
+    assert len(done) == len(calls) == 4 and len(read_index(out)) == 6
+    assert not list((out / "runs").glob(".*partial*"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tasks": [{**NER, "trian": "x"}]}, "tasks.0.trian: Extra inputs are not permitted"),
+        ({"tasks": [{**NER, "train": "missing.conll"}]}, "tasks[0]: task 'ner' (en): train file"),
+        ({"modules": [{"type": "prefix"}]}, "modules.0.type"),
+        ({"training": {"learning_rate": -1}}, "training.learning_rate"),
+        (
+            {"pairs": [{"teacher": "student", "student": "wide"}]},
+            "pairs[0]: the student is wider (64) than the teacher (32)",
+        ),
+        (
+            {"pairs": [{"teacher": "wide", "student": "student"}]},
+            "transfers[0]: hidden sizes differ in pairs[0] (64 -> 32)",
+        ),
+        ({"transfers": [{"layer_map": "0,9"}]}, "transfers[0].layer_map"),
+        ({"modules": [{"targets": ["attn_x"]}]}, "modules[0].targets"),
+    ],
+)
+def test_bad_experiments_are_rejected_before_training(setup, cli, change, message):
+    root, models = setup
+    fields = {"pairs": [{"teacher": "teacher", "student": "student"}], "tasks": [NER], **change}
+    for pair in fields["pairs"]:
+        pair.update({k: str(models[v]) for k, v in pair.items()})
+    out = root / "bad-out"
+    result = cli("run", _write(root, "bad", **fields), "--out", out)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_unreadable_experiment_files(tmp_path, cli):
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    for name, message in [
+        ("list.yaml", "must hold a mapping"),
+        ("broken.yaml", "is not valid YAML"),
+        ("none.yaml", "does not exist"),
+    ]:
+        result = cli("run", tmp_path / name, "--out", tmp_path / "out")
+        assert result.exit_code == 2 and message in result.stderr
+    with pytest.raises(PeftportError, match="no finished runs"):
+        from peftport.reports.report_files import write_report
+
+        write_report(tmp_path)
