@@ -8,7 +8,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_transfers_real_modules_that_load_and_keep_their_effect(cli, tmp_path):
-    result = cli("demo", "--out", tmp_path)
+    result = cli("demo", "--quick", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     (run,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
     rows = json.loads((run / "summary.json").read_text())
@@ -20,3 +20,17 @@ def test_demo_transfers_real_modules_that_load_and_keep_their_effect(cli, tmp_pa
         assert row["cos_transferred"] > row["cos_random"] + 0.1, row
     manifest = json.loads((run / "student-lora-skip" / "peftport_manifest.json").read_text())
     assert manifest["layer_map"]["sources"] == [[0], [2], [4]]
+
+
+def test_demo_experiment_trains_transfers_and_reports(tmp_path):
+    from rich.console import Console
+
+    from peftport.experiments.demo import run_demo_experiment
+
+    report, cells = run_demo_experiment(tmp_path, Console(stderr=True), max_steps=4, train_limit=64)
+    (cell,) = cells
+    assert (cell.task, cell.language, cell.module, cell.transfer, cell.seeds) == ("ner", "en", "lora-r8", "skip", 1)
+    assert 0 <= cell.transferred <= 1 and 0 <= cell.baseline <= 1
+    text = report.read_text()
+    assert "all-MiniLM-L6-v2 -> zoo:paraphrase-MiniLM-L3-v2 | ner | en | lora-r8 | skip | 1 |" in text
+    assert len(list((report.parent / "plots").glob("*.png"))) == 2

@@ -227,12 +227,26 @@ def _print_report(folder: Path) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("peftport-demo"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Skip training: transfer random modules and check they load (seconds).")
+    ] = False,
 ) -> None:
-    """Run the offline demo: transfer modules from all-MiniLM-L6-v2 to a 3-layer student and load them."""
-    from peftport.pipelines.demo import run_demo
+    """Offline demo: train a NER LoRA on all-MiniLM-L6-v2, transfer it to paraphrase-MiniLM-L3-v2 (SKIP), train the
+    student from it and from scratch, and report (about 10 minutes on a 2-core CPU; resumable)."""
+    if quick:
+        from peftport.pipelines.demo import run_demo
+
+        with user_errors():
+            run_demo(out, console)
+        return
+    from peftport.experiments.demo import run_demo_experiment
+    from peftport.reports.experiment import overall, rich_table
 
     with user_errors():
-        run_demo(out, console)
+        path, cells = run_demo_experiment(out, errors)
+    console.print(rich_table(cells))
+    console.print(overall(cells))
+    console.print(f"report: {path}; plots: {path.parent / 'plots'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,34 @@
+"""The offline demo: the experiment in ``demo_data/demo.yaml`` on real models and real data, on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from peftport.experiments.config import ExperimentConfig, load_config
+from peftport.experiments.runner import run_experiment
+from peftport.reports.experiment import CellSummary
+from peftport.reports.report_files import write_report
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo_data" / "demo.yaml"
+
+
+def demo_config(max_steps: int | None = None, train_limit: int | None = None) -> ExperimentConfig:
+    """The packaged demo experiment; ``max_steps``/``train_limit`` shrink it (for tests)."""
+    config = load_config(DEMO_CONFIG)
+    if max_steps is not None:
+        config.training.max_steps = max_steps
+        config.training.eval_every = max(1, max_steps // 2)
+    if train_limit is not None:
+        for task in config.tasks:
+            task.train_limit, task.test_limit = train_limit, train_limit
+    return config
+
+
+def run_demo_experiment(
+    out: Path, console: Console, max_steps: int | None = None, train_limit: int | None = None
+) -> tuple[Path, list[CellSummary]]:
+    """Train the teacher, transfer, train student and baseline, and write the report into ``out``."""
+    run_experiment(demo_config(max_steps, train_limit), out, console=console)
+    return write_report(out)
