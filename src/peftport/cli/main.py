@@ -21,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# wide tables stay readable when the output is a file or a pipe (rich assumes 80 columns there)
+console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True)
 
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")]

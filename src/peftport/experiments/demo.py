@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -14,9 +15,13 @@ from peftport.reports.report_files import write_report
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo_data" / "demo.yaml"
 
 
-def demo_config(max_steps: int | None = None, train_limit: int | None = None) -> ExperimentConfig:
-    """The packaged demo experiment; ``max_steps``/``train_limit`` shrink it (for tests)."""
+def demo_config(
+    max_steps: int | None = None, train_limit: int | None = None, seeds: list[int] | None = None
+) -> ExperimentConfig:
+    """The packaged demo experiment; ``max_steps``/``train_limit``/``seeds`` shrink it (for tests)."""
     config = load_config(DEMO_CONFIG)
+    if seeds is not None:
+        config.seeds = seeds
     if max_steps is not None:
         config.training.max_steps = max_steps
         config.training.eval_every = max(1, max_steps // 2)
@@ -26,9 +31,9 @@ def demo_config(max_steps: int | None = None, train_limit: int | None = None) ->
     return config
 
 
-def run_demo_experiment(
-    out: Path, console: Console, max_steps: int | None = None, train_limit: int | None = None
-) -> tuple[Path, list[CellSummary]]:
-    """Train the teacher, transfer, train student and baseline, and write the report into ``out``."""
-    run_experiment(demo_config(max_steps, train_limit), out, console=console)
+def run_demo_experiment(out: Path, console: Console, **shrink: Any) -> tuple[Path, list[CellSummary]]:
+    """Train the teacher, transfer, train student and baseline, and write the report into ``out``.
+
+    ``shrink`` goes to :func:`demo_config` (``max_steps``, ``train_limit``, ``seeds``)."""
+    run_experiment(demo_config(**shrink), out, console=console)
     return write_report(out)

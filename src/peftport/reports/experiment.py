@@ -99,6 +99,11 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
     )
 
 
+def _short(model: str) -> str:
+    """A model's short name: the last path component, without ``zoo:``."""
+    return Path(model.removeprefix("zoo:")).name
+
+
 def _fmt(mean: float, std: float) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
@@ -124,7 +129,7 @@ def table_rows(cells: list[CellSummary]) -> list[list[str]]:
     """Rows of the report table (scores in percent, mean ± std over seeds)."""
     return [
         [
-            f"{Path(c.teacher_model).name} -> {Path(c.student_model).name}",
+            f"{_short(c.teacher_model)} -> {_short(c.student_model)}",
             c.task,
             c.language,
             c.module,
