@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from peftport.errors import PeftportError
+from peftport.tasks.hub import load_hub_split
 from peftport.tasks.readers import parse_conll, read_text_file
 
 CONLL_SUFFIXES = (".conll", ".conllu", ".conllx", ".iob", ".bio")
@@ -49,19 +50,8 @@ def _is_number(cell: str) -> bool:
 
 
 def _hub_texts(name: str, limit: int) -> list[str]:
-    """Texts of the first string column of a hub dataset's train split (``name`` or ``name:config``)."""
-    try:
-        import datasets
-    except ImportError:
-        raise PeftportError(
-            f"probe data '{name}' is not a file; reading Hugging Face datasets needs `pip install datasets`"
-        ) from None
-    path, _, config = name.partition(":")
-    try:
-        split = datasets.load_dataset(path, config or None, split=f"train[:{limit}]")
-    except Exception as exc:  # the hub client raises many types (network, missing config, ...)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PeftportError(f"cannot load dataset '{name}': {first}") from None
+    """Texts of the first string column of a hub dataset split (``NAME[:CONFIG][@SPLIT]``, default train)."""
+    split = load_hub_split(name, limit)
     columns = [c for c, f in split.features.items() if getattr(f, "dtype", None) == "string"]
     if not columns:
         raise PeftportError(f"dataset '{name}' has no text column")

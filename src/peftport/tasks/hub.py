@@ -8,12 +8,13 @@ from peftport.errors import PeftportError
 from peftport.tasks.readers import TaggedSentence, TextExample
 
 
-def _load(name: str, limit: int | None) -> Any:
+def load_hub_split(name: str, limit: int | None) -> Any:
+    """The first ``limit`` rows of ``NAME[:CONFIG][@SPLIT]`` (split default: train), with one-line errors."""
     try:
         import datasets
     except ImportError:
         raise PeftportError(
-            f"dataset '{name}' is not a file; Hugging Face datasets need `pip install datasets`"
+            f"dataset '{name}' is not a file; reading Hugging Face datasets needs `pip install datasets`"
         ) from None
     reference, _, split = name.partition("@")
     path, _, config = reference.partition(":")
@@ -33,7 +34,7 @@ def _names(split: Any, column: str) -> list[str] | None:
 
 def hub_split(name: str, kind: str, columns: dict[str, Any], limit: int | None) -> list[TaggedSentence | TextExample]:
     """Examples of ``NAME[:CONFIG]@SPLIT``: tagging reads ``tokens`` + ``ner_tags``, tables the named columns."""
-    split = _load(name, limit)
+    split = load_hub_split(name, limit)
     if kind == "token":
         names = _names(split, "ner_tags")
         return [
