@@ -10,6 +10,7 @@ import json
 import random
 
 import pytest
+import torch
 
 from peftport.errors import PeftportError
 from peftport.experiments import runner
@@ -198,3 +199,38 @@ def test_unreadable_experiment_files(tmp_path, cli):
         from peftport.reports.report_files import write_report
 
         write_report(tmp_path)
+
+
+def test_head_from_the_teacher(setup):
+    from peftport.pipelines.trainable import read_head
+
+    root, models = setup
+    still = {**TRAINING, "learning_rate": 1e-9}  # students barely move: their saved head is their initial head
+    config = load_config(
+        _write(
+            root,
+            "head",
+            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            tasks=[NER],
+            transfers=[{"layer_map": "skip", "head": "teacher"}],
+            training=still,
+            teacher_training={**TRAINING, "learning_rate": 0.5},
+        )
+    )
+    runner.run_experiment(config, root / "head-out")
+    runs = {r["kind"]: r for r in read_index(root / "head-out")}
+    assert runs["transferred"]["head"] == "teacher" and runs["transferred"]["transfer"] == "skip+head"
+    heads = {kind: read_head(root / "head-out" / "runs" / r["id"] / "module") for kind, r in runs.items()}
+    for key, tensor in heads["teacher"].items():
+        assert torch.allclose(heads["transferred"][key], tensor, atol=1e-6)
+        assert not torch.allclose(heads["baseline"][key], tensor, atol=1e-3)
+    with pytest.raises(PeftportError, match="head: teacher is supported for equal widths only"):
+        load_config(
+            _write(
+                root,
+                "head-bad",
+                pairs=[{"teacher": "a", "student": "b"}],
+                tasks=[NER],
+                transfers=[{"align": "correlation", "head": "teacher"}],
+            )
+        )

@@ -38,13 +38,19 @@ class TransferConfig(BaseModel):
     probe_sentences: int = Field(1000, gt=0)
     token_match: Literal["offsets", "strings"] = "offsets"
     lora_b: Literal["input", "output"] = "input"
+    head: Literal["random", "teacher"] = Field("random", description="student head: random, or the teacher's")
+
+    @model_validator(mode="after")
+    def _head_needs_equal_widths(self) -> TransferConfig:
+        if self.head == "teacher" and self.align != "none":
+            raise ValueError("head: teacher is supported for equal widths only (align: none) so far")
+        return self
 
     @property
     def label(self) -> str:
-        """Short name for tables: ``skip`` or ``skip+corr(offsets,input)``."""
-        if self.align == "none":
-            return self.layer_map
-        return f"{self.layer_map}+corr({self.token_match},{self.lora_b})"
+        """Short name for tables: ``skip``, ``skip+head`` or ``skip+corr(offsets,input)``."""
+        name = self.layer_map if self.align == "none" else f"{self.layer_map}+corr({self.token_match},{self.lora_b})"
+        return f"{name}+head" if self.head == "teacher" else name
 
 
 class ExperimentConfig(BaseModel):

@@ -62,7 +62,7 @@ def expand(config: ExperimentConfig) -> list[Run]:
                                     "teacher": pair.teacher,
                                     "teacher_run": teacher.id,
                                     "transfer": transfer.model_dump(),
-                                    "head": "random",
+                                    "head": transfer.head,
                                 },
                                 needs=(teacher.id,),
                             )

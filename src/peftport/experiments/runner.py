@@ -23,7 +23,7 @@ from peftport.experiments.store import append_index, clear_leftovers, finished, 
 from peftport.formats.atomic import atomic_directory
 from peftport.formats.registry import save_module
 from peftport.pipelines.alignment import AlignOptions
-from peftport.pipelines.trainable import ModuleConfig
+from peftport.pipelines.trainable import ModuleConfig, read_head
 from peftport.pipelines.training import TrainingConfig, train_module
 from peftport.pipelines.transfer import transfer
 from peftport.tasks.data import TaskConfig, TaskData, load_task
@@ -101,6 +101,7 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
             staging / "module",
             init,
             on_step,
+            head=read_head(run_dir(out, spec["teacher_run"]) / "module") if spec.get("head") == "teacher" else None,
         )
         record = {
             "id": run.id,

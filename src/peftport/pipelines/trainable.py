@@ -42,6 +42,33 @@ def head_names(model: torch.nn.Module) -> list[str]:
     return [n for n, m in model.named_children() if n != base and any(True for _ in m.parameters())]
 
 
+def read_head(module_dir: Path) -> dict[str, torch.Tensor]:
+    """Task-head weights saved with a trained module (peft ``modules_to_save`` or AdapterHub ``head.safetensors``),
+    keyed as in the task model (``classifier.weight``)."""
+    from safetensors.torch import load_file
+
+    adapterhub_head = module_dir / "head.safetensors"
+    if adapterhub_head.is_file():
+        return load_file(str(adapterhub_head))
+    peft_file = module_dir / "adapter_model.safetensors"
+    if not peft_file.is_file():
+        raise PeftportError(f"no task head saved in {module_dir}")
+    prefix = "base_model.model."
+    head = {k[len(prefix) :]: v for k, v in load_file(str(peft_file)).items() if "lora_" not in k}
+    if not head:
+        raise PeftportError(f"no task head saved in {module_dir}")
+    return head
+
+
+def load_head(model: torch.nn.Module, head: dict[str, torch.Tensor]) -> None:
+    """Put saved head weights into a task model (before its module is attached); shapes must match."""
+    own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in head_names(model)}
+    if set(own) != set(head) or any(own[k].shape != head[k].shape for k in own):
+        shapes = {k: tuple(v.shape) for k, v in head.items()}
+        raise PeftportError(f"the teacher's head {shapes} does not fit the student's head {list(own)}")
+    model.load_state_dict(head, strict=False)
+
+
 def _target_regex(spec: ArchitectureSpec, slots: list[str]) -> str:
     unknown = [s for s in slots if s not in spec.slots or spec.slots[s].kind != "linear"]
     if unknown:

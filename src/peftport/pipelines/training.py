@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from peftport.architectures.models import describe_model
-from peftport.pipelines.trainable import ModuleConfig, attach_module, save_trained
+from peftport.pipelines.trainable import ModuleConfig, attach_module, load_head, save_trained
 from peftport.tasks.data import TaskData
 from peftport.tasks.encoding import IGNORED, encode_split
 from peftport.tasks.metrics import accuracy, macro_f1, span_f1
@@ -118,10 +118,12 @@ def train_module(
     out: Path,
     init: Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    head: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``module`` (from ``init`` or the library's default initialisation) and the head; save the module
     to ``out``. Same seed, data order and budget for every call with the same arguments but ``init``.
-    ``on_step(step, total)`` is called after every optimiser step (progress display)."""
+    ``on_step(step, total)`` is called after every optimiser step (progress display); ``head`` initialises the
+    task head (else it is random, from ``seed``)."""
     from transformers import (
         AutoTokenizer,
         DataCollatorForTokenClassification,
@@ -134,6 +136,8 @@ def train_module(
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_ref)
     task_model = _task_model(model_ref, data)
+    if head is not None:
+        load_head(task_model, head)
     accepted = set(inspect.signature(type(task_model).forward).parameters)  # e.g. no token_type_ids (distilbert)
     model = attach_module(task_model, describe_model(model_ref).spec, module, init)
     collator = (DataCollatorForTokenClassification if data.kind == "token" else DataCollatorWithPadding)(tokenizer)
