@@ -99,7 +99,7 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
     )
 
 
-def _short(model: str) -> str:
+def short_name(model: str) -> str:
     """A model's short name: the last path component, without ``zoo:``."""
     return Path(model.removeprefix("zoo:")).name
 
@@ -129,7 +129,7 @@ def table_rows(cells: list[CellSummary]) -> list[list[str]]:
     """Rows of the report table (scores in percent, mean ± std over seeds)."""
     return [
         [
-            f"{_short(c.teacher_model)} -> {_short(c.student_model)}",
+            f"{short_name(c.teacher_model)} -> {short_name(c.student_model)}",
             c.task,
             c.language,
             c.module,

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from peftport.reports.experiment import CellSummary
+from peftport.reports.experiment import CellSummary, short_name
 
 
 def _pyplot():
@@ -60,13 +60,13 @@ def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], fol
         axes.set(
             xlabel="training steps",
             ylabel=f"{cell.metric} (%)",
-            title=f"{cell.task}/{cell.language} {cell.module} {Path(cell.student_model).name}",
+            title=f"{cell.task}/{cell.language} {cell.module} {short_name(cell.student_model)}",
         )
         axes.legend(fontsize=8)
         figure.tight_layout()
         path = (
             folder
-            / f"curve-{_slug(Path(cell.teacher_model).name, cell.task, cell.language, cell.module, cell.transfer)}.png"
+            / f"curve-{_slug(short_name(cell.teacher_model), cell.task, cell.language, cell.module, cell.transfer)}.png"
         )
         figure.savefig(path, dpi=110)
         plt.close(figure)
@@ -79,7 +79,7 @@ def delta_bars(cells: list[CellSummary], folder: Path) -> list[Path]:
     plt, written = _pyplot(), []
     groups: dict[tuple[str, str, str, str], list[CellSummary]] = defaultdict(list)
     for cell in cells:
-        groups[(Path(cell.teacher_model).name, cell.task, cell.module, cell.transfer)].append(cell)
+        groups[(short_name(cell.teacher_model), cell.task, cell.module, cell.transfer)].append(cell)
     for (teacher, task, module, transfer), group in sorted(groups.items()):
         figure, axes = plt.subplots(figsize=(max(3, 0.8 * len(group) + 1.5), 3))
         deltas = [100 * c.delta for c in group]
