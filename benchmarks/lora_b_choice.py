@@ -33,8 +33,10 @@ from peftport.core.remap import remap_layers  # noqa: E402
 from peftport.core.similarity import linear_cka  # noqa: E402
 from peftport.formats.registry import load_module, save_module  # noqa: E402
 from peftport.pipelines.alignment import AlignOptions, compute_alignment, module_points  # noqa: E402
+from peftport.pipelines.trainable import read_head  # noqa: E402
 from peftport.pipelines.transfer import transfer  # noqa: E402
 from peftport.probing.texts import read_probe_texts  # noqa: E402
+from peftport.tasks.readers import read_conll  # noqa: E402
 
 
 def pooled(model_dir: str, module_dir: Path | None, texts: list[str]) -> torch.Tensor:
@@ -49,7 +51,9 @@ def pooled(model_dir: str, module_dir: Path | None, texts: list[str]) -> torch.T
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     task = module_dir is not None and load_module(module_dir).task_model
     if task:
-        model = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=_head_labels(module_dir))
+        model = AutoModelForTokenClassification.from_pretrained(
+            model_dir, num_labels=read_head(module_dir)["classifier.weight"].shape[0]
+        )
     else:
         model = AutoModel.from_pretrained(model_dir)
     if module_dir is not None:
@@ -72,40 +76,12 @@ def pooled(model_dir: str, module_dir: Path | None, texts: list[str]) -> torch.T
     return torch.cat(rows)
 
 
-def _head_labels(module_dir: Path) -> int:
-    """Number of labels of the task head saved with a peft module (2, the default, when none is)."""
-    from safetensors.torch import load_file
-
-    weights = load_file(str(module_dir / "adapter_model.safetensors"))
-    heads = [t for name, t in weights.items() if "classifier" in name and name.endswith("weight")]
-    return heads[0].shape[0] if heads else 2
-
-
-def conll_examples(path: str, count: int) -> list[tuple[list[str], list[str]]]:
-    """(tokens, tags) of the first ``count`` sentences of a CoNLL file (``idx token tag``, .gz ok)."""
-    import gzip
-
-    sentences, tokens, tags = [], [], []
-    for line in gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8"):
-        fields = line.rstrip("\n").split("\t")
-        if len(fields) < 3:
-            if tokens:
-                sentences.append((tokens, tags))
-            tokens, tags = [], []
-            if len(sentences) == count:
-                break
-        else:
-            tokens.append(fields[1])
-            tags.append(fields[2])
-    return sentences
-
-
 def train_teacher_lora(model_dir: str, data: str, steps: int, out: Path, seed: int) -> Path:
     """A teacher LoRA (rank 8, query+value) trained for NER with a token-classification head, briefly."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    examples = conll_examples(data, steps * 16)
+    examples = [(s.tokens, s.tags) for s in read_conll(Path(data), steps * 16)]
     labels = sorted({tag for _, tags in examples for tag in tags})
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

