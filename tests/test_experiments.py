@@ -16,7 +16,8 @@ from peftport.errors import PeftportError
 from peftport.experiments import runner
 from peftport.experiments.config import load_config
 from peftport.experiments.grid import expand
-from peftport.experiments.store import read_index
+from peftport.experiments.store import TRANSFERS_DIR, read_index
+from peftport.reports.experiment import summarise
 from tiny_models import save_tiny_model
 from tiny_tokenizers import WORDS, probe_sentences, save_metaspace_bpe, save_wordpiece
 
@@ -91,9 +92,10 @@ def test_grid_runs_and_reports_through_the_cli(setup, cli):
         assert record["metric"] in record["final"] and record["wall_seconds"] > 0
         run = out / "runs" / record["id"]
         assert (run / "config.json").is_file() and (run / "module" / "adapter_config.json").is_file()
-    moved = next(r for r in records if r["kind"] == "transferred")
-    manifest = json.loads((out / "runs" / moved["id"] / "transferred" / "peftport_manifest.json").read_text())
-    assert manifest["layer_map"]["sources"] == [[0], [2]]
+    manifests = sorted((out / TRANSFERS_DIR).glob("*/module/peftport_manifest.json"))
+    assert len(manifests) == 2  # one transfer per task
+    for manifest in manifests:
+        assert json.loads(manifest.read_text())["layer_map"]["sources"] == [[0], [2]]
     report = (out / "report" / "report.md").read_text()
     assert "| teacher -> student | ner | en | lora-r8 | skip | 1 |" in report
     assert "| teacher -> student | para | en | lora-r8 | skip | 1 |" in report
@@ -104,8 +106,9 @@ def test_grid_runs_and_reports_through_the_cli(setup, cli):
     assert again.exit_code == 0 and "0 runs done now" in again.stdout and len(read_index(out)) == 6
 
 
-def test_aligned_bottleneck_grid(setup):
+def test_aligned_bottleneck_grid_shares_one_teacher_and_one_transfer(setup):
     root, models = setup
+    aligned = {"layer_map": "skip", "align": "correlation", "probe_data": str(root / "probe.txt")}
     config = load_config(
         _write(
             root,
@@ -113,13 +116,25 @@ def test_aligned_bottleneck_grid(setup):
             pairs=[{"teacher": str(models["wide"]), "student": str(models["narrow"])}],
             tasks=[NER],
             modules=[{"type": "seq_bn", "reduction_factor": 4}],
-            transfers=[{"layer_map": "skip", "align": "correlation", "probe_data": str(root / "probe.txt")}],
+            # lora_b means nothing for a bottleneck adapter: the two transfers are one run per seed
+            transfers=[{**aligned, "lora_b": "input"}, {**aligned, "lora_b": "output"}],
+            seeds=[0, 1],
+            teacher_seed=0,
         )
     )
-    done = runner.run_experiment(config, root / "aligned-out")
-    assert [r.kind for r in done] == ["teacher", "baseline", "transferred"]
-    moved = [r for r in read_index(root / "aligned-out") if r["kind"] == "transferred"][0]
-    assert moved["transfer"] == "skip+corr(offsets,input)" and -1 <= moved["alignment"] <= 1
+    out = root / "aligned-out"
+    done = runner.run_experiment(config, out)
+    assert [r.kind for r in done] == ["teacher", "baseline", "transferred", "baseline", "transferred"]
+    records = read_index(out)
+    teacher = next(r for r in records if r["kind"] == "teacher")
+    moved = [r for r in records if r["kind"] == "transferred"]
+    assert [m["transfer"] for m in moved] == ["skip+corr(offsets,input)"] * 2 and -1 <= moved[0]["alignment"] <= 1
+    assert [m["teacher_run"] for m in moved] == [teacher["id"]] * 2 and teacher["seed"] == 0
+    assert [m["transfer_cached"] for m in moved] == [False, True]
+    assert moved[0]["transfer_seconds"] == moved[1]["transfer_seconds"] > 0
+    assert len(list((out / TRANSFERS_DIR).iterdir())) == 1
+    (cell,) = summarise(records)
+    assert cell.seeds == 2 and cell.teacher == teacher["final"]["f1"] and cell.teacher_std == 0
 
 
 def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):

@@ -65,6 +65,9 @@ class ExperimentConfig(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     teacher_training: TrainingConfig | None = Field(None, description="default: the same as training")
+    teacher_seed: int | None = Field(
+        None, description="train one teacher per cell with this seed and transfer it to every student seed"
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExperimentConfig:

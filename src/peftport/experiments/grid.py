@@ -3,7 +3,9 @@
 Three kinds of run: ``teacher`` (train the module on the teacher), ``baseline`` (train it on the
 student from the library's initialisation) and ``transferred`` (transfer the teacher's module, then
 train it on the student). A transferred run needs its teacher run; baselines are shared by all
-transfers of a cell, so nothing is trained twice.
+transfers of a cell, so nothing is trained twice. With ``teacher_seed`` set, one teacher per cell
+serves every student seed. ``lora_b`` only matters for LoRA, so bottleneck cells drop it and
+transfers that differ only there are one run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from peftport.experiments.config import ExperimentConfig
+from peftport.experiments.config import ExperimentConfig, TransferConfig
+from peftport.pipelines.trainable import ModuleConfig
 
 RunKind = Literal["teacher", "baseline", "transferred"]
 
@@ -48,7 +51,11 @@ def expand(config: ExperimentConfig) -> list[Run]:
                             "module": module.model_dump(),
                             "seed": seed,
                         }
-                        teacher = Run("teacher", {**cell, "model": pair.teacher, "training": teacher_training})
+                        teacher_seed = seed if config.teacher_seed is None else config.teacher_seed
+                        teacher = Run(
+                            "teacher",
+                            {**cell, "seed": teacher_seed, "model": pair.teacher, "training": teacher_training},
+                        )
                         baseline = Run(
                             "baseline", {**cell, "model": pair.student, "training": config.training.model_dump()}
                         )
@@ -61,10 +68,17 @@ def expand(config: ExperimentConfig) -> list[Run]:
                                     **baseline.spec,
                                     "teacher": pair.teacher,
                                     "teacher_run": teacher.id,
-                                    "transfer": transfer.model_dump(),
+                                    "transfer": _transfer_spec(transfer, module),
                                     "head": transfer.head,
                                 },
                                 needs=(teacher.id,),
                             )
                             runs.setdefault(moved.id, moved)
     return list(runs.values())
+
+
+def _transfer_spec(transfer: TransferConfig, module: ModuleConfig) -> dict[str, Any]:
+    spec = transfer.model_dump()
+    if module.type != "lora":
+        spec["lora_b"] = TransferConfig.model_fields["lora_b"].default
+    return spec

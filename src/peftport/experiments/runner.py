@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -19,7 +20,7 @@ from peftport import __version__
 from peftport.experiments.checks import check_experiment
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.experiments.grid import Run, expand
-from peftport.experiments.store import append_index, clear_leftovers, finished, run_dir
+from peftport.experiments.store import TRANSFERS_DIR, append_index, clear_leftovers, finished, run_dir
 from peftport.formats.atomic import atomic_directory
 from peftport.formats.registry import save_module
 from peftport.pipelines.alignment import AlignOptions
@@ -62,8 +63,19 @@ class DataCache:
         return self._loaded[key]
 
 
-def _transfer_init(run: Run, out: Path, staging: Path) -> tuple[Path, dict[str, Any]]:
+def _transfer_key(spec: dict[str, Any]) -> str:
+    """A transfer depends on the teacher run, the transfer options (not the head) and the student only."""
+    options = {k: v for k, v in spec["transfer"].items() if k != "head"}
+    text = json.dumps([spec["teacher_run"], options, spec["model"]], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
+    """The transferred module for ``run``, made once and kept in ``out/transfers`` for the other seeds."""
     spec = run.spec
+    cached = out / TRANSFERS_DIR / _transfer_key(spec)
+    if (cached / "transfer.json").is_file():
+        return cached / "module", {**json.loads((cached / "transfer.json").read_text()), "transfer_cached": True}
     options = TransferConfig.model_validate(spec["transfer"])
     align = None
     if options.align == "correlation":
@@ -74,12 +86,14 @@ def _transfer_init(run: Run, out: Path, staging: Path) -> tuple[Path, dict[str, 
     moved = transfer(
         teacher_module, resolve_model(spec["teacher"]), resolve_model(spec["model"]), options.layer_map, align
     )
-    seconds = time.perf_counter() - start
-    init = save_module(moved, staging / "transferred")
-    return init, {
-        "transfer_seconds": seconds,
+    facts = {
+        "transfer_seconds": time.perf_counter() - start,
         "alignment": (moved.provenance.get("alignment") or {}).get("mean_matched_correlation"),
     }
+    with atomic_directory(cached, force=True) as staging:
+        save_module(moved, staging / "module")
+        (staging / "transfer.json").write_text(json.dumps(facts))
+    return cached / "module", {**facts, "transfer_cached": False}
 
 
 def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -91,7 +105,8 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
         (staging / "config.json").write_text(json.dumps({"kind": run.kind, **spec}, indent=1, sort_keys=True))
         init, extra = (None, {})
         if run.kind == "transferred":
-            init, extra = _transfer_init(run, out, staging)
+            init, extra = _transfer_init(run, out)
+            extra["teacher_run"] = spec["teacher_run"]
         result = train_module(
             resolve_model(spec["model"]),
             data.get(spec["task"], spec["language"]),
@@ -141,7 +156,7 @@ def run_experiment(
     """Run every unfinished run of ``config`` into ``out``; returns the runs done now."""
     check_experiment(config)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.json").write_text(config.model_dump_json(indent=1))
+    (out / f"experiment-{config.name}.json").write_text(config.model_dump_json(indent=1))
     runs, done = expand(config), finished(out)
     todo = [r for r in runs if r.id not in done]
     data = DataCache()

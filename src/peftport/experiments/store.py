@@ -14,6 +14,7 @@ from typing import Any
 
 INDEX_FILE = "results.jsonl"
 RUNS_DIR = "runs"
+TRANSFERS_DIR = "transfers"
 
 
 def run_dir(out: Path, run_id: str) -> Path:

@@ -57,6 +57,8 @@ def summarise(records: list[dict[str, Any]]) -> list[CellSummary]:
     """Join transferred runs with their baselines and teachers (same task, language, module, seed)."""
     by_kind: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
     for r in records:
+        if r["kind"] == "teacher":
+            by_kind["teacher_id"][(r["id"],)] = r
         key = (r["model"], r["task"], r["language"], r["module"], str(r["seed"]))
         by_kind[r["kind"]][key + ((r["teacher"], r["transfer"]) if r["kind"] == "transferred" else ())] = r
     cells: dict[Key, list[dict[str, Any]]] = defaultdict(list)
@@ -71,7 +73,9 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
     teach, base, moved, deltas, reach = [], [], [], [], []
     for r in runs:
         base_run = by_kind["baseline"].get((student, task, language, module, str(r["seed"])))
-        teacher_run = by_kind["teacher"].get((teacher_model, task, language, module, str(r["seed"])))
+        teacher_run = by_kind["teacher_id"].get((r.get("teacher_run"),)) or by_kind["teacher"].get(
+            (teacher_model, task, language, module, str(r["seed"]))
+        )
         moved.append(_score(r))
         if teacher_run:
             teach.append(_score(teacher_run))
