@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,7 +19,7 @@ from peftport.errors import PeftportError
 from peftport.experiments import runner
 from peftport.experiments.config import load_config
 from peftport.experiments.grid import expand
-from peftport.experiments.store import TRANSFERS_DIR, read_index
+from peftport.experiments.store import TRANSFERS_DIR, claim, read_index, release
 from peftport.reports.experiment import summarise
 from tiny_models import save_tiny_model
 from tiny_tokenizers import WORDS, probe_sentences, save_metaspace_bpe, save_wordpiece
@@ -168,6 +171,46 @@ def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):
     done = runner.run_experiment(config, out)
     assert len(done) == len(calls) == 4 and len(read_index(out)) == 6
     assert not list((out / "runs").glob(".*partial*"))
+
+
+def test_claims_keep_processes_sharing_a_folder_from_doing_a_run_twice(tmp_path):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "runs").mkdir()
+        (tmp_path / "runs" / ".r1.claim").write_text(f"{socket.gethostname()} {other.pid}")
+        assert not claim(tmp_path, "r1")  # a live process holds it
+        assert claim(tmp_path, "r2") and not claim(tmp_path, "r2")
+    finally:
+        other.kill()
+        other.wait()
+    assert claim(tmp_path, "r1")  # its holder died: the claim was stale
+    release(tmp_path, "r1")
+    assert not (tmp_path / "runs" / ".r1.claim").exists()
+
+
+def test_a_run_claimed_elsewhere_is_waited_for_not_repeated(setup, monkeypatch):
+    root, models = setup
+    config = load_config(
+        _write(
+            root,
+            "shared",
+            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            tasks=[NER],
+        )
+    )
+    out = root / "shared-out"
+    teacher = expand(config)[0]
+    assert teacher.kind == "teacher" and claim(out, teacher.id)  # "another process" is training the teacher
+    done_elsewhere = {}
+
+    def other_process_finishes(_seconds):  # while we wait, the other process completes the teacher
+        release(out, teacher.id)
+        done_elsewhere.update(runner.execute(teacher, out, runner.DataCache()))
+
+    monkeypatch.setattr(runner.time, "sleep", other_process_finishes)
+    done = runner.run_experiment(config, out)
+    assert [r.kind for r in done] == ["baseline", "transferred"] and done_elsewhere["kind"] == "teacher"
+    assert sorted(r["kind"] for r in read_index(out)) == ["baseline", "teacher", "transferred"]
 
 
 @pytest.mark.parametrize(

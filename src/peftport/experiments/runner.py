@@ -20,7 +20,15 @@ from peftport import __version__
 from peftport.experiments.checks import check_experiment
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.experiments.grid import Run, expand
-from peftport.experiments.store import TRANSFERS_DIR, append_index, clear_leftovers, finished, run_dir
+from peftport.experiments.store import (
+    TRANSFERS_DIR,
+    append_index,
+    claim,
+    clear_leftovers,
+    finished,
+    release,
+    run_dir,
+)
 from peftport.formats.atomic import atomic_directory
 from peftport.formats.registry import save_module
 from peftport.pipelines.alignment import AlignOptions
@@ -162,6 +170,7 @@ def run_experiment(
     data = DataCache()
     console = console or Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    done_now: list[Run] = []
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task(
             f"{len(runs) - len(todo)} of {len(runs)} runs already done",
@@ -169,13 +178,46 @@ def run_experiment(
             completed=len(runs) - len(todo),
         )
         steps = progress.add_task("training steps", total=None)
-        for run in todo:
+        pending = list(todo)
+        while pending:
+            ready = _claim_next(pending, out)
+            if ready is None:  # the rest are held by other processes sharing this folder
+                progress.update(bar, description="waiting for runs claimed by other processes")
+                time.sleep(CLAIM_POLL_SECONDS)
+                progress.update(bar, completed=len(runs) - len(pending))
+                continue
+            run, claimed = ready
+            pending.remove(run)
+            if not claimed:  # finished by another process meanwhile
+                progress.advance(bar)
+                continue
             progress.reset(steps)
             progress.update(
                 bar, description=f"{run.kind} {run.spec['task']['name']}/{run.spec['language']} seed {run.spec['seed']}"
             )
-            record = execute(run, out, data, lambda step, total: progress.update(steps, completed=step, total=total))
+            try:
+                record = execute(run, out, data, lambda s, n: progress.update(steps, completed=s, total=n))
+            finally:
+                release(out, run.id)
+            done_now.append(run)
             if on_run is not None:
                 on_run(run, record)
             progress.advance(bar)
-    return todo
+    return done_now
+
+
+CLAIM_POLL_SECONDS = 10.0
+
+
+def _claim_next(pending: list[Run], out: Path) -> tuple[Run, bool] | None:
+    """The first pending run that is finished elsewhere (False) or whose needs are met and that we claim (True)."""
+    done = finished(out)
+    for run in pending:
+        if run.id in done:
+            return run, False
+        if all(need in done for need in run.needs) and claim(out, run.id):
+            if run.id in finished(out):  # finished between the two reads
+                release(out, run.id)
+                return run, False
+            return run, True
+    return None

@@ -2,6 +2,8 @@
 
 A run's directory appears only when the run completed; the index line is appended after it.
 Re-running skips every run in the index; a killed process loses only the run in flight.
+Several processes (or machines) can share one folder: each claims a run with an exclusive
+``.claim`` file before doing it, so no run is done twice.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +61,51 @@ def clear_leftovers(out: Path, run_id: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     if run_dir(out, run_id).is_dir():
         shutil.rmtree(run_dir(out, run_id))
+
+
+def _claim_file(out: Path, run_id: str) -> Path:
+    return out / RUNS_DIR / f".{run_id}.claim"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def _stale(path: Path) -> bool:
+    """A claim left by a dead process on this host (claims from other hosts are trusted)."""
+    try:
+        host, pid = path.read_text(encoding="utf-8").split()
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def claim(out: Path, run_id: str) -> bool:
+    """Take ``run_id`` for this process; False when another live process holds it."""
+    path = _claim_file(out, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not _stale(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(_owner())
+        return True
+    return False
+
+
+def release(out: Path, run_id: str) -> None:
+    """Drop this process's claim on ``run_id``."""
+    _claim_file(out, run_id).unlink(missing_ok=True)
