@@ -129,6 +129,50 @@ def explicit_map(text: str, teacher_layers: int, student_layers: int) -> LayerMa
     return LayerMap("explicit", sources)
 
 
+def monotone_map(similarity: list[list[float]], method: str = "cka") -> LayerMap:
+    """The order-preserving map maximising total similarity (dynamic programming).
+
+    ``similarity[i][t]`` scores student layer ``i`` against teacher layer ``t``. Student layers get
+    strictly increasing teacher layers; among equal totals the earliest teacher layers win.
+
+    >>> monotone_map([[0.9, 0.8, 0.1], [0.2, 0.9, 0.3]]).describe()
+    '0,1'
+    >>> monotone_map([[0.1, 0.9, 0.2], [0.1, 0.95, 0.3]]).describe()  # both prefer 1; order wins
+    '1,2'
+    """
+    student_layers = len(similarity)
+    teacher_layers = len(similarity[0]) if similarity else 0
+    if any(len(row) != teacher_layers for row in similarity):
+        raise LayerMapError("the similarity matrix has rows of different lengths")
+    if student_layers > teacher_layers:
+        raise LayerMapError(
+            f"no monotone map puts {student_layers} student layers on {teacher_layers} teacher layers in order: "
+            "give an explicit map such as '0,0,1,1'"
+        )
+    _check_sizes(teacher_layers, student_layers, method)
+    bad = [(i, t) for i, row in enumerate(similarity) for t, v in enumerate(row) if v != v]
+    if bad:
+        raise LayerMapError(f"the similarity of student layer {bad[0][0]} and teacher layer {bad[0][1]} is NaN")
+    # best[i][t]: best total for student layers 0..i with layer i on teacher layer t
+    neg = float("-inf")
+    best = [[neg] * teacher_layers for _ in range(student_layers)]
+    came = [[-1] * teacher_layers for _ in range(student_layers)]
+    for t in range(teacher_layers):
+        best[0][t] = similarity[0][t]
+    for i in range(1, student_layers):
+        running, arg = neg, -1
+        for t in range(teacher_layers):
+            if t - 1 >= 0 and best[i - 1][t - 1] > running:
+                running, arg = best[i - 1][t - 1], t - 1
+            if arg >= 0:
+                best[i][t], came[i][t] = running + similarity[i][t], arg
+    last = max(range(teacher_layers), key=lambda t: (best[-1][t], -t))
+    chosen = [last]
+    for i in range(student_layers - 1, 0, -1):
+        chosen.append(came[i][chosen[-1]])
+    return LayerMap(method, tuple((t,) for t in reversed(chosen)))
+
+
 LAYER_MAPS: dict[str, Callable[[int, int], LayerMap]] = {
     "skip": skip_map,
     "skip-last": skip_last_map,

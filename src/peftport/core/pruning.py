@@ -39,3 +39,37 @@ def prune_roles(
             tensor = tensor.index_select(axis, indices[space].to(tensor.device))
         pruned[role] = tensor.clone()
     return pruned
+
+
+# Element-wise gains: a projection mixes them with squared weights, so a unit gain stays a unit gain
+GAIN_ROLES = frozenset({"norm_before.weight", "norm_after.weight"})
+
+
+def _apply(tensor: torch.Tensor, axis: int, matrix: torch.Tensor, gain: bool) -> torch.Tensor:
+    matrix = matrix.to(device=tensor.device, dtype=torch.float64)
+    if gain:
+        squared = matrix * matrix
+        matrix = squared / squared.sum(1, keepdim=True).clamp_min(1e-12)
+    moved = tensor.to(torch.float64).movedim(axis, 0)
+    mixed = (matrix @ moved.reshape(moved.shape[0], -1)).reshape(matrix.shape[0], *moved.shape[1:])
+    return mixed.movedim(0, axis).to(tensor.dtype).contiguous()
+
+
+def project_roles(
+    roles: dict[str, torch.Tensor], matrix_in: torch.Tensor, matrix_out: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Map each role's input/output axes with ``(d_s, d_t)`` projections (rotations, soft assignments).
+
+    With selection matrices (one 1 per row) this equals :func:`prune_roles`.
+
+    >>> a = torch.tensor([[1.0, 2.0, 3.0]])
+    >>> project_roles({"lora_A": a}, torch.tensor([[0.5, 0.5, 0.0]]), torch.eye(1))["lora_A"]
+    tensor([[1.5000]])
+    """
+    matrices = {"in": matrix_in, "out": matrix_out}
+    projected = {}
+    for role, tensor in roles.items():
+        for axis, space in ROLE_AXES.get(role, {}).items():
+            tensor = _apply(tensor, axis, matrices[space], role in GAIN_ROLES)
+        projected[role] = tensor.clone()
+    return projected
