@@ -11,7 +11,7 @@ from peftport.core.layer_maps import monotone_map
 from peftport.core.lowrank import lora_update, refactor
 from peftport.core.matchers import block_match, get_matcher, hungarian, one_hot, procrustes, sinkhorn, sinkhorn_plan
 from peftport.core.pruning import project_roles, prune_roles
-from peftport.core.similarity import CkaAccumulator, linear_cka
+from peftport.core.similarity import linear_cka
 from peftport.errors import LayerMapError, PeftportError
 
 
@@ -53,7 +53,7 @@ def test_monotone_map_rejects_impossible_input(similarity, message):
         monotone_map(similarity)
 
 
-def test_cka_invariances_and_streaming_equality():
+def test_cka_invariances():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(400, 12, generator=generator, dtype=torch.float64)
     rotation = torch.linalg.qr(torch.randn(12, 12, generator=generator, dtype=torch.float64))[0]
@@ -64,10 +64,7 @@ def test_cka_invariances_and_streaming_equality():
     assert unrelated < 0.2
     partly = x[:, :8] + 0.5 * y
     assert unrelated < linear_cka(x, partly) < 1.0
-    accumulator = CkaAccumulator(8, 12)
-    for rows in torch.split(torch.arange(400), 64):
-        accumulator.update(partly[rows], x[rows])
-    assert accumulator.value() == pytest.approx(linear_cka(x, partly))
+    assert linear_cka(x, torch.ones(400, 3, dtype=torch.float64)) != linear_cka(x, x)  # constant: NaN, no error
 
 
 def test_procrustes_recovers_a_known_rotation():

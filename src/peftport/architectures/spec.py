@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Dimension = Literal["hidden", "intermediate"]
+Dimension = Literal["hidden", "intermediate", "query", "kv"]
+# attention spaces made of heads: all query heads, or the key/value heads (fewer with grouped-query attention)
+HEAD_DIMENSIONS = ("query", "kv")
 
 
 class SlotSpec(BaseModel):
@@ -43,6 +45,9 @@ class ConfigKeys(BaseModel):
     num_layers: str
     hidden_size: str
     intermediate_size: str
+    num_heads: str | None = None
+    num_kv_heads: str | None = None  # grouped-query attention; default: num_heads
+    head_dim: str | None = None  # default: hidden_size // num_heads
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,18 @@ class ModelDims:
     num_layers: int
     hidden_size: int
     intermediate_size: int
+    num_heads: int | None = None
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
 
     def width(self, dim: Dimension) -> int:
-        """Width of a named dimension (``hidden`` or ``intermediate``)."""
-        return self.hidden_size if dim == "hidden" else self.intermediate_size
+        """Width of a named dimension: ``hidden``, ``intermediate``, ``query`` (all heads) or ``kv``."""
+        if dim == "intermediate":
+            return self.intermediate_size
+        if dim in HEAD_DIMENSIONS and self.head_dim is not None:
+            heads = self.num_heads if dim == "query" else self.num_kv_heads
+            return int(heads) * self.head_dim
+        return self.hidden_size
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,17 @@ class ArchitectureSpec(BaseModel):
         missing = [k for k in (keys.num_layers, keys.hidden_size, keys.intermediate_size) if k not in values]
         if missing:
             raise KeyError(f"config of a {self.name} model lacks {missing}")
+        hidden = int(values[keys.hidden_size])
+        heads = values.get(keys.num_heads) if keys.num_heads else None
+        if heads is None:
+            return ModelDims(int(values[keys.num_layers]), hidden, int(values[keys.intermediate_size]))
+        kv_heads = values.get(keys.num_kv_heads) if keys.num_kv_heads else None
+        head_dim = values.get(keys.head_dim) if keys.head_dim else None
         return ModelDims(
-            int(values[keys.num_layers]), int(values[keys.hidden_size]), int(values[keys.intermediate_size])
+            int(values[keys.num_layers]),
+            hidden,
+            int(values[keys.intermediate_size]),
+            int(heads),
+            int(kv_heads or heads),
+            int(head_dim or hidden // int(heads)),
         )

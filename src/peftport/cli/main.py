@@ -58,17 +58,30 @@ def main(
 def inspect(
     module_dir: Annotated[Path, typer.Argument(help="A peft or AdapterHub module directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Write the layer-similarity heatmap (a 'cka' map's manifest) to this PNG.")
+    ] = None,
 ) -> None:
     """Show a module's format, type, slots, layers, shapes, settings and peftport manifest."""
     from peftport.formats.registry import detect_format, load_module, read_manifest
     from peftport.reports.inspection import render, summarize
 
     with user_errors():
-        summary = summarize(load_module(module_dir), detect_format(module_dir), read_manifest(module_dir))
+        manifest = read_manifest(module_dir)
+        summary = summarize(load_module(module_dir), detect_format(module_dir), manifest)
+        if plot is not None:
+            from peftport.reports.plots import similarity_heatmap
+
+            layer_map = (manifest or {}).get("layer_map") or {}
+            if "similarity" not in layer_map:
+                raise PeftportError(f"{module_dir} has no layer similarity to plot (made with --layer-map cka?)")
+            similarity_heatmap(layer_map, plot)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
         console.print(render(summary))
+    if plot is not None:
+        errors.print(f"wrote {plot}")
 
 
 ProbeData = Annotated[Optional[str], typer.Option(help="Probe texts: text/CoNLL/TSV file (.gz ok) or hub dataset.")]
@@ -76,17 +89,32 @@ ProbeSentences = Annotated[int, typer.Option(help="Number of probe texts to use.
 TokenMatch = Annotated[str, typer.Option(help="Shared tokens by character 'offsets' or reference 'strings'.")]
 LoraB = Annotated[str, typer.Option(help="LoRA B rows: reuse the 'input' alignment or align the layer 'output'.")]
 LayerMapOption = Annotated[
-    str, typer.Option(help="skip, skip-last, skip-uniform, avg, identity, or a list like '0,2,4' ('+' averages).")
+    str,
+    typer.Option(
+        help="skip, skip-last, skip-uniform, avg, identity, cka (best monotone map by CKA on --probe-data), "
+        "or a list like '0,2,4' ('+' averages)."
+    ),
+]
+Matcher = Annotated[
+    str, typer.Option(help="hungarian (permutation, the paper's), procrustes (rotation) or sinkhorn (soft).")
 ]
 Device = Annotated[Optional[str], typer.Option(help="Device for probing (default: cuda if available, else cpu).")]
 
 
-def _align_options(probe_data: Optional[str], sentences: int, token_match: str, lora_b: str, device: Optional[str]):
+def _align_options(
+    probe_data: Optional[str],
+    sentences: int,
+    token_match: str,
+    lora_b: str,
+    device: Optional[str],
+    matcher: str = "hungarian",
+    purpose: str = "correlation alignment",
+):
     from peftport.pipelines.alignment import AlignOptions
 
     if not probe_data:
-        raise PeftportError("correlation alignment needs probe texts: give --probe-data FILE")
-    return AlignOptions(probe_data, sentences, token_match, lora_b, device=device)
+        raise PeftportError(f"{purpose} needs probe texts: give --probe-data FILE")
+    return AlignOptions(probe_data, sentences, token_match, lora_b, device=device, matcher=matcher)
 
 
 @app.command()
@@ -102,6 +130,14 @@ def transfer(
     probe_sentences: ProbeSentences = 1000,
     token_match: TokenMatch = "offsets",
     lora_b: LoraB = "input",
+    matcher: Matcher = "hungarian",
+    min_quality: Annotated[
+        Optional[float],
+        typer.Option(help="Student layers whose alignment quality (correlation or CKA) is lower keep a fresh init."),
+    ] = None,
+    lora_svd: Annotated[
+        bool, typer.Option("--lora-svd", help="Merge LoRA layer groups through B@A, re-factored by truncated SVD.")
+    ] = False,
     device: Device = None,
     format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
     force: Force = False,
@@ -121,9 +157,21 @@ def transfer(
         if alignment is not None:
             how = load_alignment(alignment)
         elif align == "correlation":
-            how = _align_options(probe_data, probe_sentences, token_match, lora_b, device)
+            how = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher)
+        probe = None
+        if layer_map == "cka" and probe_data:
+            probe = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher)
         teacher, student = resolve_model(teacher), resolve_model(student)
-        result = run_transfer(module, teacher=teacher, student=student, layer_map=layer_map, align=how)
+        result = run_transfer(
+            module,
+            teacher=teacher,
+            student=student,
+            layer_map=layer_map,
+            align=how,
+            probe=probe,
+            min_quality=min_quality,
+            lora_svd=lora_svd,
+        )
         save_module(result, out, format=format, force=force)
     lmap = result.provenance["layer_map"]
     pairs = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap["sources"]))
@@ -148,6 +196,7 @@ def align(
     probe_sentences: ProbeSentences = 1000,
     token_match: TokenMatch = "offsets",
     lora_b: LoraB = "input",
+    matcher: Matcher = "hungarian",
     device: Device = None,
     force: Force = False,
 ) -> None:
@@ -156,14 +205,18 @@ def align(
     from peftport.core.layer_maps import build_layer_map
     from peftport.formats.atomic import check_writable
     from peftport.pipelines.alignment import all_points, compute_alignment, save_alignment
+    from peftport.pipelines.layer_matching import cka_layer_map
     from peftport.zoo import resolve_model
 
     with user_errors():
         check_writable(out, force)
-        options = _align_options(probe_data, probe_sentences, token_match, lora_b, device)
+        options = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher)
         teacher, student = resolve_model(teacher), resolve_model(student)
         t_info, s_info = describe_model(teacher), describe_model(student)
-        lmap = build_layer_map(layer_map, t_info.dims.num_layers, s_info.dims.num_layers)
+        if layer_map == "cka":
+            lmap, _ = cka_layer_map(teacher, student, options, console=errors)
+        else:
+            lmap = build_layer_map(layer_map, t_info.dims.num_layers, s_info.dims.num_layers)
         points = [p for p in all_points(t_info.spec, lora_b) if p.split(":", 1)[1] in s_info.spec.slots]
         result = compute_alignment(teacher, student, lmap, points, options, console=errors)
         save_alignment(result, out, force=force)

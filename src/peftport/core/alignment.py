@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from peftport.core.matchers import one_hot
 from peftport.errors import PeftportError
 
 PointKey = tuple[int, int, str]  # (student layer, teacher layer, probe point)
@@ -25,14 +26,22 @@ class PointAlignment:
     tokens: int
     mean_matched: float
     mean_best: float
+    projection: torch.Tensor | None = None  # (d_s, d_t) for rotations and soft matches; None: ``index`` selects
+
+    def matrix(self, teacher_dim: int) -> torch.Tensor:
+        """The ``(d_s, d_t)`` map from teacher to student dimensions."""
+        if self.projection is not None:
+            return self.projection
+        return one_hot(self.index, teacher_dim)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
+        """JSON-friendly form (a projection matrix is stored beside it, see ``pipelines.alignment``)."""
         return {
             "index": self.index.tolist(),
             "tokens": self.tokens,
             "mean_matched_correlation": self.mean_matched,
             "mean_best_correlation": self.mean_best,
+            "projection": None if self.projection is None else list(self.projection.shape),
         }
 
     @classmethod

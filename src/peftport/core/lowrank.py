@@ -31,3 +31,14 @@ def refactor(update: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
     lora_b[:, :keep] = u[:, :keep] * root
     lora_a[:keep] = root[:, None] * vh[:keep]
     return lora_b, lora_a
+
+
+def merge_by_svd(sources: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Merge LoRA factors of a layer group through their updates: mean of ``B @ A``, re-factored to the rank.
+
+    The mean of the factors (the paper's AVG) is not the factors of the mean update; this is.
+    """
+    rank, dtype = sources[0]["lora_A"].shape[0], sources[0]["lora_A"].dtype
+    update = torch.stack([lora_update(s["lora_B"], s["lora_A"]) for s in sources]).mean(0)
+    lora_b, lora_a = refactor(update, rank)
+    return {"lora_A": lora_a.to(dtype), "lora_B": lora_b.to(dtype)}

@@ -12,6 +12,13 @@ from peftport.errors import LayerMapError
 
 # (student layer, teacher layer, slot, teacher tensors) -> tensors for the student
 SlotTransform = Callable[[int, int, str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+# the tensors of one slot from every teacher layer of a group -> the student's tensors
+Merge = Callable[[list[dict[str, torch.Tensor]]], dict[str, torch.Tensor]]
+
+
+def mean_roles(sources: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The paper's merge: each tensor is the element-wise mean over the group."""
+    return {role: mean_tensors([s[role] for s in sources]) for role in sources[0]}
 
 
 def mean_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -33,13 +40,15 @@ def _slot_sources(layers: LayerTensors, group: tuple[int, ...], slot: str) -> li
     return [layers[t][slot] for t in group]
 
 
-def remap_layers(layers: LayerTensors, layer_map: LayerMap, transform: SlotTransform | None = None) -> LayerTensors:
+def remap_layers(
+    layers: LayerTensors, layer_map: LayerMap, transform: SlotTransform | None = None, merge: Merge = mean_roles
+) -> LayerTensors:
     """Student tensors: for student layer ``i``, the mean over ``layer_map.sources[i]``.
 
     Slots come from the teacher's layers in the group; a group with no module at all
     yields no student module for that layer (teacher modules left out of some layers).
     ``transform`` (e.g. pruning with that pair's alignment) is applied to each teacher
-    layer's tensors before averaging.
+    layer's tensors before averaging; ``merge`` combines a group (default: the mean of each tensor).
     """
     student: LayerTensors = {}
     for index, group in enumerate(layer_map.sources):
@@ -51,5 +60,5 @@ def remap_layers(layers: LayerTensors, layer_map: LayerMap, transform: SlotTrans
             sources = _slot_sources(layers, group, slot)
             if transform is not None:
                 sources = [transform(index, t, slot, roles) for t, roles in zip(group, sources, strict=True)]
-            student[index][slot] = {role: mean_tensors([s[role] for s in sources]) for role in sources[0]}
+            student[index][slot] = merge(sources)
     return student

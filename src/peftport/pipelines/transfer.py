@@ -6,14 +6,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from peftport.architectures.models import ModelInfo, describe_model
 from peftport.architectures.registry import spec_by_name
 from peftport.architectures.spec import ArchitectureSpec
 from peftport.core.alignment import Alignment
+from peftport.core.initialisation import default_roles
 from peftport.core.layer_maps import LayerMap, build_layer_map
+from peftport.core.lowrank import merge_by_svd
 from peftport.core.module import LayerTensors, PeftModule, lora_settings
-from peftport.core.remap import remap_layers
-from peftport.errors import ArchitectureError, ModuleFormatError, ShapeMismatchError
+from peftport.core.remap import Merge, mean_roles, remap_layers
+from peftport.errors import ArchitectureError, ModuleFormatError, PeftportError, ShapeMismatchError
 from peftport.formats.registry import detect_format, load_module
 from peftport.pipelines.alignment import (
     AlignOptions,
@@ -22,6 +26,7 @@ from peftport.pipelines.alignment import (
     module_points,
     prune_transform,
 )
+from peftport.pipelines.layer_matching import CKA_MAP, cka_layer_map
 
 # Options tied to the teacher model or its task head, which is not transferred: peft refuses a
 # SEQ_CLS module whose file lacks the head weights it lists in modules_to_save.
@@ -111,16 +116,22 @@ def provenance(
     student: ModelInfo,
     lmap: LayerMap,
     alignment: dict[str, Any] | None = None,
+    similarity: list[list[float]] | None = None,
+    layers: dict[str, Any] | None = None,
 ) -> dict:
     """The manifest content describing one transfer."""
+    layer_map: dict[str, Any] = {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}
+    if similarity is not None:
+        layer_map["similarity"] = {"measure": "linear_cka", "rows": "student layers", "matrix": similarity}
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source_module": origin,
         "source_format": source.format_options.get("source_format"),
         "teacher": _model_record(teacher),
         "student": _model_record(student),
-        "layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]},
+        "layer_map": layer_map,
         "alignment": alignment,
+        "layers": layers,
         "module": _module_record(source),
         "dropped": sorted(source.extras),
         "head": "not transferred: train the student's own task head (peft: modules_to_save)",
@@ -133,14 +144,71 @@ def _aligned(
     student: ModelInfo,
     lmap: LayerMap,
     align: AlignOptions | Alignment,
+    merge: Merge,
 ) -> tuple[LayerTensors, dict[str, Any]]:
     lora_b = align.lora_b if isinstance(align, AlignOptions) else align.details.get("lora_b", "input")
     _check_prunable(source, teacher, student, lora_b)
     points = module_points(source, lora_b)
     if isinstance(align, AlignOptions):
         align = compute_alignment(teacher.reference, student.reference, lmap, points, align)
-    layers = remap_layers(source.layers, lmap, prune_transform(source, align, lora_b))
+    layers = remap_layers(source.layers, lmap, prune_transform(source, align, lora_b), merge)
     return layers, alignment_record(align, lmap, points)
+
+
+def _layer_map(
+    layer_map: str | LayerMap, teacher: ModelInfo, student: ModelInfo, probe: AlignOptions | None
+) -> tuple[LayerMap, list[list[float]] | None]:
+    t_layers, s_layers = teacher.dims.num_layers, student.dims.num_layers
+    if isinstance(layer_map, LayerMap):
+        lmap, similarity = layer_map, None
+    elif layer_map == CKA_MAP:
+        if probe is None:
+            raise PeftportError("the 'cka' layer map compares both models on probe texts: give --probe-data")
+        lmap, similarity = cka_layer_map(teacher.reference, student.reference, probe)
+    else:
+        lmap, similarity = build_layer_map(layer_map, t_layers, s_layers), None
+    if lmap.num_student_layers != s_layers:
+        raise ShapeMismatchError(f"the layer map covers {lmap.num_student_layers} layers, the student has {s_layers}")
+    return lmap, similarity
+
+
+def _layer_quality(
+    lmap: LayerMap, similarity: list[list[float]] | None, record: dict[str, Any] | None
+) -> tuple[list[float], str]:
+    """Per student layer: mean matched correlation (aligned transfers) or CKA of its teacher layers."""
+    if record is not None:
+        by_layer = {e["student_layer"]: e for e in record["layers"]}
+        values = [
+            _mean([p["mean_matched_correlation"] for p in by_layer[i]["points"].values()])
+            for i in range(lmap.num_student_layers)
+        ]
+        return values, "mean_matched_correlation"
+    if similarity is not None:
+        return [_mean([similarity[i][t] for t in group]) for i, group in enumerate(lmap.sources)], "linear_cka"
+    raise PeftportError(
+        "--min-quality needs a per-layer quality: use --layer-map cka or --align correlation (SKIP/AVG of equal "
+        "widths measure nothing)"
+    )
+
+
+def _fall_back(
+    layers: LayerTensors, quality: list[float], measure: str, threshold: float, seed: int
+) -> tuple[LayerTensors, dict[str, Any]]:
+    """Layers whose quality is below ``threshold`` get the library's fresh initialisation instead."""
+    generator = torch.Generator().manual_seed(seed)
+    low = [i for i, q in enumerate(quality) if not q >= threshold]  # NaN counts as low
+    kept = {
+        i: {slot: default_roles(roles, generator) for slot, roles in slots.items()} if i in low else slots
+        for i, slots in layers.items()
+    }
+    record = {
+        "quality": quality,
+        "measure": measure,
+        "min_quality": threshold,
+        "transferred": [i for i in sorted(layers) if i not in low],
+        "default_init": [i for i in sorted(layers) if i in low],
+    }
+    return kept, record
 
 
 def transfer(
@@ -149,15 +217,24 @@ def transfer(
     student: str,
     layer_map: str | LayerMap = "skip",
     align: AlignOptions | Alignment | None = None,
+    probe: AlignOptions | None = None,
+    min_quality: float | None = None,
+    lora_svd: bool = False,
+    seed: int = 0,
 ) -> PeftModule:
     """Initial student module from a teacher module.
 
     ``module`` is a `PeftModule` or a module directory (peft or AdapterHub); ``teacher`` and
     ``student`` are hub names or local model directories; ``layer_map`` is a name from
-    ``LAYER_MAPS`` (``skip``, ``avg`` ...), an explicit list like ``"0,2,4"`` or a `LayerMap`.
+    ``LAYER_MAPS`` (``skip``, ``avg`` ...), ``cka`` (best monotone map by linear CKA of layer
+    outputs on probe texts), an explicit list like ``"0,2,4"`` or a `LayerMap`.
     Without ``align`` the models must have equal widths and only their configs are read.
     With ``align`` (`AlignOptions` to probe now, or a saved `Alignment`) each teacher layer is
-    pruned to the student's widths by correlation alignment before the layer map is applied.
+    pruned (or projected, with the Procrustes and Sinkhorn matchers) to the student's widths before
+    the layer map is applied. ``probe`` gives the probe texts for ``cka`` (default: ``align``'s).
+    ``min_quality``: student layers whose quality (mean matched correlation, or CKA) is lower keep
+    the library's fresh initialisation (seeded by ``seed``). ``lora_svd``: merge a LoRA group through
+    its mean update ``B @ A``, re-factored to the rank by truncated SVD, instead of averaging factors.
     Tensors outside the transformer layers (task heads) are dropped and listed in the provenance.
     """
     if not isinstance(module, PeftModule):
@@ -167,16 +244,22 @@ def transfer(
     source = module if isinstance(module, PeftModule) else load_module(module, family=teacher_info.spec.name)
     _check_teacher_fit(source, teacher_info)
     _check_hostable(source, student_info)
-    t_layers, s_layers = teacher_info.dims.num_layers, student_info.dims.num_layers
-    lmap = layer_map if isinstance(layer_map, LayerMap) else build_layer_map(layer_map, t_layers, s_layers)
-    if lmap.num_student_layers != s_layers:
-        raise ShapeMismatchError(f"the layer map covers {lmap.num_student_layers} layers, the student has {s_layers}")
-    record = None
+    if lora_svd and source.kind != "lora":
+        raise PeftportError("--lora-svd re-factors LoRA updates; this module is a bottleneck adapter")
+    merge = merge_by_svd if lora_svd else mean_roles
+    probe = probe or (align if isinstance(align, AlignOptions) else None)
     if align is None:
         _check_widths(source, teacher_info, student_info)
-        layers = remap_layers(source.layers, lmap)
+    lmap, similarity = _layer_map(layer_map, teacher_info, student_info, probe)
+    record = None
+    if align is None:
+        layers = remap_layers(source.layers, lmap, merge=merge)
     else:
-        layers, record = _aligned(source, teacher_info, student_info, lmap, align)
+        layers, record = _aligned(source, teacher_info, student_info, lmap, align, merge)
+    layer_record = None
+    if min_quality is not None:
+        quality, measure = _layer_quality(lmap, similarity, record)
+        layers, layer_record = _fall_back(layers, quality, measure, min_quality, seed)
     options = {k: v for k, v in source.format_options.items() if k not in MODEL_BOUND_OPTIONS}
     return source.with_layers(
         layers,
@@ -184,8 +267,13 @@ def transfer(
         base_model=student,
         model_type=student_info.config.model_type,
         hidden_size=student_info.dims.hidden_size,
-        num_layers=s_layers,
+        num_layers=student_info.dims.num_layers,
         extras={},
         format_options=options,
-        provenance=provenance(source, origin, teacher_info, student_info, lmap, record),
+        provenance=provenance(source, origin, teacher_info, student_info, lmap, record, similarity, layer_record),
     )
+
+
+def _mean(values: list[float]) -> float:
+    real = [v for v in values if v == v]
+    return sum(real) / len(real) if real else float("nan")

@@ -52,8 +52,10 @@ class TokenStats:
 def hook_target(spec: ArchitectureSpec, layer: int, point: str) -> Target:
     """Where to read hidden states for a probe point (``in:``/``out:``/``adapter:`` + slot)."""
     kind, slot = point.split(":", 1)
-    slot_spec = spec.slots[slot]
     layer_path = spec.layer_template.format(layer=layer)
+    if kind == "layer":  # the whole layer's output (hidden states after it)
+        return layer_path, "output"
+    slot_spec = spec.slots[slot]
     if kind == "adapter":
         return f"{layer_path}.{slot_spec.probe_path}", "output"
     if kind == "adapter_ln":
@@ -115,6 +117,31 @@ def _batches(texts: list[str], size: int) -> Iterator[list[str]]:
         yield texts[start : start + size]
 
 
+def _check_fast(teacher: ProbedModel, student: ProbedModel, token_match: str) -> None:
+    if token_match == "offsets" and not (teacher.tokenizer.is_fast and student.tokenizer.is_fast):
+        raise PeftportError("offset matching needs fast tokenizers on both sides: use --token-match strings")
+
+
+def _matched_batches(
+    teacher: ProbedModel,
+    student: ProbedModel,
+    texts: list[str],
+    targets: tuple[set[Target], set[Target]],
+    token_match: str,
+    batch_size: int,
+    max_length: int,
+    stats: TokenStats,
+) -> Iterator[tuple[dict[Target, torch.Tensor], dict[Target, torch.Tensor], list[TokenMatch], int]]:
+    """Per batch: teacher and student hidden states at ``targets`` and the token matches."""
+    _check_fast(teacher, student, token_match)
+    for batch in _batches(texts, batch_size):
+        t_enc = _encode(teacher, batch, max_length, token_match == "offsets")
+        s_enc = _encode(student, batch, max_length, token_match == "offsets")
+        matches = _matches(batch, t_enc, s_enc, (teacher, student), token_match)
+        stats.per_text.extend(len(m.teacher) for m in matches)
+        yield _run(teacher, t_enc, targets[0]), _run(student, s_enc, targets[1]), matches, len(batch)
+
+
 def collect_correlations(
     teacher: ProbedModel,
     student: ProbedModel,
@@ -129,21 +156,15 @@ def collect_correlations(
 
     Requests reading the same hidden states (e.g. the inputs of query and value) share one accumulator.
     """
-    if token_match == "offsets" and not (teacher.tokenizer.is_fast and student.tokenizer.is_fast):
-        raise PeftportError("offset matching needs fast tokenizers on both sides: use --token-match strings")
     pairs = {
         r: (hook_target(teacher.spec, r.teacher_layer, r.point), hook_target(student.spec, r.student_layer, r.point))
         for r in requests
     }
     shared: dict[tuple[Target, Target], CorrelationAccumulator] = {}
     stats = TokenStats()
-    for batch in _batches(texts, batch_size):
-        t_enc = _encode(teacher, batch, max_length, token_match == "offsets")
-        s_enc = _encode(student, batch, max_length, token_match == "offsets")
-        matches = _matches(batch, t_enc, s_enc, (teacher, student), token_match)
-        stats.per_text.extend(len(m.teacher) for m in matches)
-        t_hidden = _run(teacher, t_enc, {t for t, _ in pairs.values()})
-        s_hidden = _run(student, s_enc, {s for _, s in pairs.values()})
+    targets = ({t for t, _ in pairs.values()}, {s for _, s in pairs.values()})
+    batches = _matched_batches(teacher, student, texts, targets, token_match, batch_size, max_length, stats)
+    for t_hidden, s_hidden, matches, size in batches:
         for t_target, s_target in set(pairs.values()):
             t_rows = gather_matched(t_hidden[t_target], matches, "teacher")
             s_rows = gather_matched(s_hidden[s_target], matches, "student")
@@ -151,6 +172,44 @@ def collect_correlations(
                 shared[(t_target, s_target)] = CorrelationAccumulator(s_rows.shape[1], t_rows.shape[1], teacher.device)
             shared[(t_target, s_target)].update(s_rows, t_rows)
         if on_batch is not None:
-            on_batch(len(batch))
+            on_batch(size)
     accumulators = {r: shared[pair] for r, pair in pairs.items()}
     return accumulators, stats
+
+
+def collect_layer_outputs(
+    teacher: ProbedModel,
+    student: ProbedModel,
+    texts: list[str],
+    token_match: str = "offsets",
+    batch_size: int = 32,
+    max_length: int = 128,
+    max_tokens: int = 4000,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], TokenStats]:
+    """Every layer's output at up to ``max_tokens`` shared tokens (float32, CPU): teacher layers, student layers."""
+    layer_targets = [
+        [hook_target(p.spec, layer, "layer:output") for layer in range(_num_layers(p))] for p in (teacher, student)
+    ]
+    kept: list[list[list[torch.Tensor]]] = [[[] for _ in targets] for targets in layer_targets]
+    stats, count = TokenStats(), 0
+    targets = (set(layer_targets[0]), set(layer_targets[1]))
+    for t_hidden, s_hidden, matches, size in _matched_batches(
+        teacher, student, texts, targets, token_match, batch_size, max_length, stats
+    ):
+        room = max_tokens - count
+        for side, hidden, name in ((0, t_hidden, "teacher"), (1, s_hidden, "student")):
+            for layer, target in enumerate(layer_targets[side]):
+                kept[side][layer].append(gather_matched(hidden[target], matches, name)[:room].float().cpu())
+        count += kept[0][0][-1].shape[0]
+        if on_batch is not None:
+            on_batch(size)
+        if count >= max_tokens:
+            break
+    outputs = [[torch.cat(rows) if rows else torch.empty(0) for rows in side] for side in kept]
+    return outputs[0], outputs[1], stats
+
+
+def _num_layers(probed: ProbedModel) -> int:
+    config = probed.model.config
+    return int(config.to_dict()[probed.spec.config_keys.num_layers])

@@ -1,4 +1,4 @@
-"""PNG plots of an experiment: learning curves (baseline vs transferred) and per-language delta bars."""
+"""PNG plots: an experiment's learning curves and delta bars, and a transfer's layer-similarity heatmap."""
 
 from __future__ import annotations
 
@@ -93,3 +93,25 @@ def delta_bars(cells: list[CellSummary], folder: Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def similarity_heatmap(layer_map: dict[str, Any], path: Path, title: str = "") -> Path:
+    """Heatmap of a manifest's layer similarity (student rows, teacher columns) with the chosen map marked."""
+    plt = _pyplot()
+    matrix = layer_map["similarity"]["matrix"]
+    figure, axes = plt.subplots(figsize=(1.2 + 0.45 * len(matrix[0]), 1.2 + 0.45 * len(matrix)))
+    image = axes.imshow(matrix, cmap="viridis", aspect="auto")
+    for student, group in enumerate(layer_map["sources"]):
+        for teacher in group:
+            axes.add_patch(plt.Rectangle((teacher - 0.5, student - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+    axes.set_xlabel("teacher layer")
+    axes.set_ylabel("student layer")
+    axes.set_xticks(range(len(matrix[0])))
+    axes.set_yticks(range(len(matrix)))
+    axes.set_title(title or f"linear CKA, map '{layer_map['method']}' in red", fontsize=9)
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,157 @@
+"""Beyond the paper, end to end on tiny models: CKA layer maps, per-layer fallback, other matchers, SVD merge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModel, AutoTokenizer
+
+from module_factory import make_adapterhub, make_peft_lora
+from peftport.formats.registry import load_module
+from tiny_models import save_tiny_model
+from tiny_tokenizers import probe_sentences, save_metaspace_bpe, save_wordpiece
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("options")
+    teacher = save_wordpiece(save_tiny_model("bert", 4, root / "teacher", hidden=32, vocab_size=200))
+    # the teacher's first two layers: its layer outputs equal the teacher's layers 0 and 1
+    truncated = AutoModel.from_pretrained(str(teacher))
+    truncated.encoder.layer = truncated.encoder.layer[:2]
+    truncated.config.num_hidden_layers = 2
+    prefix = root / "prefix"
+    truncated.save_pretrained(str(prefix))
+    AutoTokenizer.from_pretrained(str(teacher)).save_pretrained(str(prefix))
+    narrow = save_metaspace_bpe(save_tiny_model("distilbert", 2, root / "narrow", hidden=16, vocab_size=200))
+    wide = save_wordpiece(save_tiny_model("bert", 4, root / "wide", hidden=64, vocab_size=200))
+    probe = root / "probe.txt"
+    probe.write_text("\n".join(probe_sentences(120, seed=3)) + "\n")
+    lora = make_peft_lora(teacher, "bert", root / "lora", task_model=False, slots=["attn_q", "attn_v"])
+    wide_lora = make_peft_lora(wide, "bert", root / "wide-lora", task_model=False, slots=["attn_q", "attn_v"])
+    return {
+        "teacher": teacher, "prefix": prefix, "narrow": narrow, "wide": wide, "probe": probe,
+        "lora": lora, "wide_lora": wide_lora, "root": root,
+    }  # fmt: skip
+
+
+def _run(cli, teacher, student, module, out, *extra):
+    result = cli("transfer", "--teacher", teacher, "--student", student, "--module", module, "--out", out, *extra)
+    return result, (json.loads((out / "peftport_manifest.json").read_text()) if result.exit_code == 0 else None)
+
+
+def test_cka_layer_map_finds_the_layers_a_student_was_cut_from(models, cli, tmp_path):
+    result, manifest = _run(
+        cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "out",
+        "--layer-map", "cka", "--probe-data", models["probe"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    layer_map = manifest["layer_map"]
+    assert layer_map["method"] == "cka" and layer_map["sources"] == [[0], [1]]  # SKIP would say 0, 2
+    matrix = torch.tensor(layer_map["similarity"]["matrix"])
+    assert matrix.shape == (2, 4) and matrix[0, 0] == pytest.approx(1.0) and matrix[1, 1] == pytest.approx(1.0)
+    assert matrix[0].argmax() == 0 and matrix[1].argmax() == 1
+    teacher, student = load_module(models["lora"]), load_module(tmp_path / "out")
+    assert torch.equal(student.layers[1]["attn_q"]["lora_A"], teacher.layers[1]["attn_q"]["lora_A"])
+    plot = tmp_path / "similarity.png"
+    shown = cli("inspect", tmp_path / "out", "--plot", plot)
+    assert shown.exit_code == 0 and "cka" in shown.stdout and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cka_layer_map_needs_probe_texts(models, cli, tmp_path):
+    result, _ = _run(cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "out", "--layer-map", "cka")
+    assert result.exit_code == 2 and "give --probe-data" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_layers_below_the_quality_threshold_keep_a_fresh_initialisation(models, cli, tmp_path):
+    how = ("--align", "correlation", "--probe-data", models["probe"], "--lora-b", "output")
+    result, manifest = _run(
+        cli, models["wide"], models["narrow"], models["wide_lora"], tmp_path / "all", *how, "--min-quality", -1
+    )
+    assert result.exit_code == 0, result.output
+    quality = manifest["layers"]["quality"]
+    assert manifest["layers"]["measure"] == "mean_matched_correlation" and manifest["layers"]["default_init"] == []
+    low = min(range(2), key=lambda i: quality[i])
+    threshold = sum(quality) / 2  # between the two layers' qualities
+    for value, fresh in ((threshold, [low]), (2.0, [0, 1])):
+        out = tmp_path / f"at-{value}"
+        result, manifest = _run(cli, models["wide"], models["narrow"], models["wide_lora"], out, *how,
+                                "--min-quality", value)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert manifest["layers"]["default_init"] == fresh
+        assert manifest["layers"]["transferred"] == [i for i in (0, 1) if i not in fresh]
+        student, kept = load_module(out), load_module(tmp_path / "all")
+        for layer in range(2):
+            b = student.layers[layer]["attn_v"]["lora_B"]
+            assert bool(b.eq(0).all()) == (layer in fresh)
+            assert torch.equal(b, kept.layers[layer]["attn_v"]["lora_B"]) == (layer not in fresh)
+
+
+def test_fallback_without_a_quality_measure_is_refused(models, cli, tmp_path):
+    result, _ = _run(cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "o", "--min-quality", "0.5")
+    assert result.exit_code == 2 and "--min-quality needs a per-layer quality" in result.stderr
+
+
+@pytest.mark.parametrize("matcher", ["procrustes", "sinkhorn"])
+def test_soft_and_rotation_matchers_project_and_load(models, cli, tmp_path, matcher):
+    how = ("--align", "correlation", "--probe-data", models["probe"], "--matcher", matcher, "--lora-b", "output")
+    result, manifest = _run(cli, models["wide"], models["narrow"], models["wide_lora"], tmp_path / "out", *how)
+    assert result.exit_code == 0, result.output
+    model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(models["narrow"])), str(tmp_path / "out"))
+    check = model.load_adapter(str(tmp_path / "out"), adapter_name="check")
+    assert [k for k in check.missing_keys if ".check." in k] == [] and check.unexpected_keys == []
+    point = manifest["alignment"]["layers"][0]["points"]["0/in:attn_q"]
+    assert point["projection"] == [16, 64]
+    # a saved alignment keeps its matrices: reusing it gives the same module
+    saved = cli(
+        "align", "--teacher", models["wide"], "--student", models["narrow"], "--probe-data", models["probe"],
+        "--matcher", matcher, "--lora-b", "output", "--out", tmp_path / "alignment",
+    )  # fmt: skip
+    assert saved.exit_code == 0 and (tmp_path / "alignment" / "projections.safetensors").is_file()
+    again, _ = _run(
+        cli, models["wide"], models["narrow"], models["wide_lora"], tmp_path / "again", "--alignment",
+        tmp_path / "alignment",
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    first, second = load_module(tmp_path / "out"), load_module(tmp_path / "again")
+    for layer in range(2):
+        for role in ("lora_A", "lora_B"):
+            assert torch.allclose(first.layers[layer]["attn_q"][role], second.layers[layer]["attn_q"][role])
+
+
+def test_unknown_matcher_is_refused(models, cli, tmp_path):
+    how = ("--align", "correlation", "--probe-data", models["probe"], "--matcher", "greedy")
+    result, _ = _run(cli, models["wide"], models["narrow"], models["wide_lora"], tmp_path / "out", *how)
+    assert result.exit_code == 2 and "unknown matcher 'greedy'" in result.stderr
+
+
+def test_svd_merge_gives_the_best_rank_r_factors_of_the_mean_update(models, cli, tmp_path):
+    result, _ = _run(
+        cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "out", "--layer-map", "avg", "--lora-svd"
+    )
+    assert result.exit_code == 0, result.output
+    teacher, student = load_module(models["lora"]), load_module(tmp_path / "out")
+    for layer, group in enumerate(([0, 1], [2, 3])):
+        roles = [teacher.layers[t]["attn_q"] for t in group]
+        mean_update = sum(r["lora_B"].double() @ r["lora_A"].double() for r in roles) / 2
+        merged = student.layers[layer]["attn_q"]
+        assert merged["lora_A"].shape == (4, 32) and merged["lora_B"].shape == (32, 4)
+        best = torch.linalg.svdvals(mean_update)[4:].norm()  # what rank 4 must leave out
+        error = torch.linalg.norm(mean_update - merged["lora_B"].double() @ merged["lora_A"].double())
+        assert error == pytest.approx(float(best), abs=1e-5)
+
+
+def test_svd_merge_is_for_lora_only(models, cli, tmp_path):
+    module = make_adapterhub(models["teacher"], "seq_bn", tmp_path / "bn")
+    result, _ = _run(cli, models["teacher"], models["prefix"], module, tmp_path / "out", "--lora-svd")
+    assert result.exit_code == 2 and "--lora-svd re-factors LoRA updates" in result.stderr
+
+
+def test_inspect_plot_needs_a_similarity_matrix(models, cli, tmp_path):
+    result, _ = _run(cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "out")
+    assert result.exit_code == 0
+    shown = cli("inspect", tmp_path / "out", "--plot", tmp_path / "x.png")
+    assert shown.exit_code == 2 and "no layer similarity to plot" in shown.stderr and not (tmp_path / "x.png").exists()
