@@ -140,6 +140,33 @@ def test_aligned_bottleneck_grid_shares_one_teacher_and_one_transfer(setup):
     assert cell.seeds == 2 and cell.teacher == teacher["final"]["f1"] and cell.teacher_std == 0
 
 
+def test_grid_compares_new_transfer_options(setup):
+    root, models = setup
+    config = load_config(
+        _write(
+            root,
+            "options",
+            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            tasks=[NER],
+            transfers=[
+                {"layer_map": "cka", "probe_data": str(root / "probe.txt"), "min_quality": -1},
+                {"layer_map": "avg", "lora_svd": True},
+                {"layer_map": "skip"},
+            ],
+        )
+    )
+    out = root / "options-out"
+    done = runner.run_experiment(config, out)
+    assert [r.kind for r in done] == ["teacher", "baseline", "transferred", "transferred", "transferred"]
+    labels = {r["transfer"] for r in read_index(out) if r["kind"] == "transferred"}
+    assert labels == {"cka+min-1", "avg+svd", "skip"}
+    manifests = [json.loads(p.read_text()) for p in (out / TRANSFERS_DIR).glob("*/module/peftport_manifest.json")]
+    cka = next(m for m in manifests if m["layer_map"]["method"] == "cka")
+    assert len(cka["layer_map"]["similarity"]["matrix"]) == 2 and cka["layers"]["min_quality"] == -1
+    plain = next(r for r in done if r.kind == "transferred" and r.spec["transfer"]["layer_map"] == "skip")
+    assert "matcher" not in plain.spec["transfer"]  # defaults of later options stay out of the run id
+
+
 def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):
     root, models = setup
     config = load_config(

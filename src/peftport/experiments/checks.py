@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from peftport.architectures.models import ModelInfo, describe_model
-from peftport.core.layer_maps import build_layer_map
+from peftport.core.layer_maps import build_layer_map, monotone_map
 from peftport.errors import PeftportError
 from peftport.experiments.config import ExperimentConfig, PairConfig
+from peftport.pipelines.layer_matching import CKA_MAP
 from peftport.zoo import resolve_model
 
 
@@ -24,7 +25,10 @@ def _check_pair(config: ExperimentConfig, index: int, pair: PairConfig) -> None:
                 f"transfers[{number}]: hidden sizes differ in {where} ({t_width} -> {s_width}): use align: correlation"
             )
         try:
-            build_layer_map(transfer.layer_map, teacher.dims.num_layers, student.dims.num_layers)
+            if transfer.layer_map == CKA_MAP:
+                monotone_map([[0.0] * teacher.dims.num_layers] * student.dims.num_layers)
+            else:
+                build_layer_map(transfer.layer_map, teacher.dims.num_layers, student.dims.num_layers)
         except PeftportError as exc:
             raise PeftportError(f"transfers[{number}].layer_map with {where}: {exc}") from None
     for number, module in enumerate(config.modules):

@@ -38,6 +38,9 @@ class TransferConfig(BaseModel):
     probe_sentences: int = Field(1000, gt=0)
     token_match: Literal["offsets", "strings"] = "offsets"
     lora_b: Literal["input", "output"] = "input"
+    matcher: Literal["hungarian", "procrustes", "sinkhorn"] = "hungarian"
+    min_quality: float | None = Field(None, description="layers below this alignment quality keep a fresh init")
+    lora_svd: bool = Field(False, description="merge LoRA layer groups through B@A and truncated SVD")
     head: Literal["random", "teacher"] = Field("random", description="student head: random, or the teacher's")
 
     @model_validator(mode="after")
@@ -47,10 +50,21 @@ class TransferConfig(BaseModel):
         return self
 
     @property
+    def probes(self) -> bool:
+        """Whether the transfer runs both models on probe texts (alignment or a CKA layer map)."""
+        return self.align != "none" or self.layer_map == "cka"
+
+    @property
     def label(self) -> str:
-        """Short name for tables: ``skip``, ``skip+head`` or ``skip+corr(offsets,input)``."""
+        """Short name for tables: ``skip``, ``skip+head``, ``skip+corr(offsets,input)``, ``cka+procrustes`` ..."""
         name = self.layer_map if self.align == "none" else f"{self.layer_map}+corr({self.token_match},{self.lora_b})"
-        return f"{name}+head" if self.head == "teacher" else name
+        extras = [
+            self.matcher if self.matcher != "hungarian" else "",
+            f"min{self.min_quality:g}" if self.min_quality is not None else "",
+            "svd" if self.lora_svd else "",
+            "head" if self.head == "teacher" else "",
+        ]
+        return "+".join([name, *[e for e in extras if e]])
 
 
 class ExperimentConfig(BaseModel):

@@ -77,8 +77,17 @@ def expand(config: ExperimentConfig) -> list[Run]:
     return list(runs.values())
 
 
+# Options added after the first studies: left out of a run's spec while at their defaults, so the
+# ids (config hashes) of earlier runs stay valid and their results are reused.
+LATER_OPTIONS = {"matcher": "hungarian", "min_quality": None, "lora_svd": False}
+
+
 def _transfer_spec(transfer: TransferConfig, module: ModuleConfig) -> dict[str, Any]:
     spec = transfer.model_dump()
-    if module.type != "lora":
+    if module.type != "lora":  # LoRA-only options mean nothing for bottleneck adapters
         spec["lora_b"] = TransferConfig.model_fields["lora_b"].default
+        spec["lora_svd"] = False
+    for key, default in LATER_OPTIONS.items():
+        if spec[key] == default:
+            del spec[key]
     return spec

@@ -74,7 +74,8 @@ class DataCache:
 def _transfer_key(spec: dict[str, Any]) -> str:
     """A transfer depends on the teacher run, the transfer options (not the head) and the student only."""
     options = {k: v for k, v in spec["transfer"].items() if k != "head"}
-    text = json.dumps([spec["teacher_run"], options, spec["model"]], sort_keys=True)
+    seeded = options.get("min_quality") is not None  # fresh layers are initialised with the run's seed
+    text = json.dumps([spec["teacher_run"], options, spec["model"], spec["seed"] if seeded else None], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -85,14 +86,24 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
     if (cached / "transfer.json").is_file():
         return cached / "module", {**json.loads((cached / "transfer.json").read_text()), "transfer_cached": True}
     options = TransferConfig.model_validate(spec["transfer"])
-    align = None
-    if options.align == "correlation":
-        probe = options.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
-        align = AlignOptions(probe, options.probe_sentences, options.token_match, options.lora_b)
+    probe = None
+    if options.probes:
+        texts = options.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
+        probe = AlignOptions(
+            texts, options.probe_sentences, options.token_match, options.lora_b, matcher=options.matcher
+        )
     teacher_module = run_dir(out, spec["teacher_run"]) / "module"
     start = time.perf_counter()
     moved = transfer(
-        teacher_module, resolve_model(spec["teacher"]), resolve_model(spec["model"]), options.layer_map, align
+        teacher_module,
+        resolve_model(spec["teacher"]),
+        resolve_model(spec["model"]),
+        options.layer_map,
+        probe if options.align == "correlation" else None,
+        probe=probe,
+        min_quality=options.min_quality,
+        lora_svd=options.lora_svd,
+        seed=spec["seed"],
     )
     facts = {
         "transfer_seconds": time.perf_counter() - start,
