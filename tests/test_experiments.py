@@ -309,13 +309,23 @@ def test_head_from_the_teacher(setup):
     for key, tensor in heads["teacher"].items():
         assert torch.allclose(heads["transferred"][key], tensor, atol=1e-6)
         assert not torch.allclose(heads["baseline"][key], tensor, atol=1e-3)
-    with pytest.raises(PeftportError, match="head: teacher is supported for equal widths only"):
-        load_config(
-            _write(
-                root,
-                "head-bad",
-                pairs=[{"teacher": "a", "student": "b"}],
-                tasks=[NER],
-                transfers=[{"align": "correlation", "head": "teacher"}],
-            )
+    aligned = load_config(
+        _write(
+            root,
+            "head-aligned",
+            pairs=[{"teacher": str(models["wide"]), "student": str(models["narrow"])}],
+            tasks=[NER],
+            transfers=[{"align": "correlation", "probe_data": str(root / "probe.txt"), "head": "teacher"}],
+            training=still,
+            teacher_training={**TRAINING, "learning_rate": 0.5},
         )
+    )
+    runner.run_experiment(aligned, root / "head-aligned-out")
+    runs = {r["kind"]: r for r in read_index(root / "head-aligned-out")}
+    assert runs["transferred"]["transfer"] == "skip+corr(offsets,input)+head"
+    assert runs["transferred"]["head_alignment"]["point"] == "layer:output"
+    heads = {k: read_head(root / "head-aligned-out" / "runs" / r["id"] / "module") for k, r in runs.items()}
+    teacher, moved = heads["teacher"]["classifier.weight"], heads["transferred"]["classifier.weight"]
+    assert teacher.shape[1] == 64 and moved.shape[1] == 32
+    columns = [next(i for i in range(64) if torch.allclose(moved[:, j], teacher[:, i], atol=1e-6)) for j in range(32)]
+    assert len(set(columns)) == 32  # each student column is a distinct teacher column

@@ -73,3 +73,21 @@ def project_roles(
             tensor = _apply(tensor, axis, matrices[space], role in GAIN_ROLES)
         projected[role] = tensor.clone()
     return projected
+
+
+def project_head(head: dict[str, torch.Tensor], matrix: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A task head for the student: every axis as wide as the teacher's hidden size is mapped by ``matrix``.
+
+    ``matrix`` is the ``(d_s, d_t)`` map of the final hidden states (a selection for permutations).
+
+    >>> project_head({"classifier.weight": torch.tensor([[1.0, 2.0, 3.0]])}, torch.tensor([[0.0, 0.0, 1.0]]))
+    {'classifier.weight': tensor([[3.]])}
+    """
+    teacher_width = matrix.shape[1]
+    projected = {}
+    for name, tensor in head.items():
+        for axis, size in enumerate(tensor.shape):
+            if size == teacher_width:
+                tensor = _apply(tensor, axis, matrix, gain=False)
+        projected[name] = tensor.clone()
+    return projected

@@ -41,13 +41,9 @@ class TransferConfig(BaseModel):
     matcher: Literal["hungarian", "procrustes", "sinkhorn"] = "hungarian"
     min_quality: float | None = Field(None, description="layers below this alignment quality keep a fresh init")
     lora_svd: bool = Field(False, description="merge LoRA layer groups through B@A and truncated SVD")
-    head: Literal["random", "teacher"] = Field("random", description="student head: random, or the teacher's")
-
-    @model_validator(mode="after")
-    def _head_needs_equal_widths(self) -> TransferConfig:
-        if self.head == "teacher" and self.align != "none":
-            raise ValueError("head: teacher is supported for equal widths only (align: none) so far")
-        return self
+    head: Literal["random", "teacher"] = Field(
+        "random", description="student head: random, or the teacher's (pruned by the final layers' alignment)"
+    )
 
     @property
     def probes(self) -> bool:

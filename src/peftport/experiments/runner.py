@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load_file, save_file
 
 from peftport import __version__
 from peftport.experiments.checks import check_experiment
@@ -32,6 +33,7 @@ from peftport.experiments.store import (
 from peftport.formats.atomic import atomic_directory
 from peftport.formats.registry import save_module
 from peftport.pipelines.alignment import AlignOptions
+from peftport.pipelines.head_transfer import aligned_head
 from peftport.pipelines.trainable import ModuleConfig, read_head
 from peftport.pipelines.training import TrainingConfig, train_module
 from peftport.pipelines.transfer import transfer
@@ -72,8 +74,11 @@ class DataCache:
 
 
 def _transfer_key(spec: dict[str, Any]) -> str:
-    """A transfer depends on the teacher run, the transfer options (not the head) and the student only."""
-    options = {k: v for k, v in spec["transfer"].items() if k != "head"}
+    """A transfer depends on the teacher run, the transfer options and the student only (the head only
+    when it is aligned: a teacher head of equal width is read as it is)."""
+    options = dict(spec["transfer"])
+    if options.get("align", "none") == "none":
+        options.pop("head", None)
     seeded = options.get("min_quality") is not None  # fresh layers are initialised with the run's seed
     text = json.dumps([spec["teacher_run"], options, spec["model"], spec["seed"] if seeded else None], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -109,10 +114,30 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
         "transfer_seconds": time.perf_counter() - start,
         "alignment": (moved.provenance.get("alignment") or {}).get("mean_matched_correlation"),
     }
+    head = None
+    if options.head == "teacher" and options.align == "correlation":
+        head, facts["head_alignment"] = aligned_head(
+            read_head(teacher_module), resolve_model(spec["teacher"]), resolve_model(spec["model"]), probe
+        )
     with atomic_directory(cached, force=True) as staging:
         save_module(moved, staging / "module")
+        if head is not None:
+            save_file(head, str(staging / HEAD_FILE))
         (staging / "transfer.json").write_text(json.dumps(facts))
     return cached / "module", {**facts, "transfer_cached": False}
+
+
+HEAD_FILE = "head.safetensors"
+
+
+def _student_head(spec: dict[str, Any], out: Path, init: Path | None) -> dict[str, torch.Tensor] | None:
+    """The head a transferred student starts from: none (random), the teacher's, or its aligned version."""
+    if spec.get("head") != "teacher":
+        return None
+    aligned = init.parent / HEAD_FILE if init is not None else None
+    if aligned is not None and aligned.is_file():
+        return load_file(str(aligned))
+    return read_head(run_dir(out, spec["teacher_run"]) / "module")
 
 
 def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -135,7 +160,7 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
             staging / "module",
             init,
             on_step,
-            head=read_head(run_dir(out, spec["teacher_run"]) / "module") if spec.get("head") == "teacher" else None,
+            head=_student_head(spec, out, init),
         )
         record = {
             "id": run.id,
