@@ -167,6 +167,38 @@ def test_grid_compares_new_transfer_options(setup):
     assert "matcher" not in plain.spec["transfer"]  # defaults of later options stay out of the run id
 
 
+@pytest.mark.parametrize(
+    ("pair", "task"), [(("teacher", "student"), NER), (("wide", "narrow"), NER), (("teacher", "student"), PARA)]
+)
+def test_students_can_distil_from_the_teacher(setup, monkeypatch, pair, task):
+    root, models = setup
+    transfer = (
+        {"layer_map": "skip"}
+        if pair[0] == "teacher"
+        else {"align": "correlation", "probe_data": str(root / "probe.txt")}
+    )
+    name = f"distil-{pair[0]}-{task['name']}"
+    config = load_config(
+        _write(
+            root,
+            name,
+            pairs=[{"teacher": str(models[pair[0]]), "student": str(models[pair[1]])}],
+            tasks=[task],
+            transfers=[transfer],
+            training={**TRAINING, "distill": {"weight": 0.7, "temperature": 2.0}},
+            teacher_training=TRAINING,
+        )
+    )
+    runs = expand(config)
+    assert runs[1].kind == "baseline" and runs[1].needs == (runs[0].id,)  # baselines distil from the teacher too
+    calls, real = [], runner.train_module
+    monkeypatch.setattr(runner, "train_module", lambda *a, **k: (calls.append(k.get("teacher")), real(*a, **k))[1])
+    runner.run_experiment(config, root / f"{name}-out")
+    assert calls[0] is None and all(c is not None and c.module_dir.is_dir() for c in calls[1:])
+    records = read_index(root / f"{name}-out")
+    assert len(records) == 3 and all(r["final"] for r in records)
+
+
 def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):
     root, models = setup
     config = load_config(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.pipelines.trainable import ModuleConfig
+from peftport.pipelines.training import TrainingConfig
 
 RunKind = Literal["teacher", "baseline", "transferred"]
 
@@ -39,7 +40,8 @@ class Run:
 def expand(config: ExperimentConfig) -> list[Run]:
     """All runs in a useful order (each teacher before its transfers), without duplicates."""
     runs: dict[str, Run] = {}
-    teacher_training = (config.teacher_training or config.training).model_dump()
+    teacher_training = _training_spec(config.teacher_training or config.training)
+    student_training = _training_spec(config.training)
     for pair in config.pairs:
         for task in config.tasks:
             for language in task.languages:
@@ -56,8 +58,12 @@ def expand(config: ExperimentConfig) -> list[Run]:
                             "teacher",
                             {**cell, "seed": teacher_seed, "model": pair.teacher, "training": teacher_training},
                         )
+                        student = {**cell, "model": pair.student, "training": student_training}
+                        distils = config.training.distill is not None  # students learn from the teacher too
                         baseline = Run(
-                            "baseline", {**cell, "model": pair.student, "training": config.training.model_dump()}
+                            "baseline",
+                            {**student, "teacher": pair.teacher, "teacher_run": teacher.id} if distils else student,
+                            needs=(teacher.id,) if distils else (),
                         )
                         runs.setdefault(teacher.id, teacher)
                         runs.setdefault(baseline.id, baseline)
@@ -80,6 +86,15 @@ def expand(config: ExperimentConfig) -> list[Run]:
 # Options added after the first studies: left out of a run's spec while at their defaults, so the
 # ids (config hashes) of earlier runs stay valid and their results are reused.
 LATER_OPTIONS = {"matcher": "hungarian", "min_quality": None, "lora_svd": False}
+LATER_TRAINING = {"distill": None}
+
+
+def _training_spec(training: TrainingConfig) -> dict[str, Any]:
+    spec = training.model_dump()
+    for key, default in LATER_TRAINING.items():
+        if spec[key] == default:
+            del spec[key]
+    return spec
 
 
 def _transfer_spec(transfer: TransferConfig, module: ModuleConfig) -> dict[str, Any]:

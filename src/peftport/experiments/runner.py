@@ -33,6 +33,7 @@ from peftport.experiments.store import (
 from peftport.formats.atomic import atomic_directory
 from peftport.formats.registry import save_module
 from peftport.pipelines.alignment import AlignOptions
+from peftport.pipelines.distillation import DistillTeacher
 from peftport.pipelines.head_transfer import aligned_head
 from peftport.pipelines.trainable import ModuleConfig, read_head
 from peftport.pipelines.training import TrainingConfig, train_module
@@ -130,6 +131,13 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
 HEAD_FILE = "head.safetensors"
 
 
+def _distill_teacher(spec: dict[str, Any], out: Path) -> DistillTeacher | None:
+    if not spec["training"].get("distill") or "teacher_run" not in spec:
+        return None
+    module = ModuleConfig.model_validate(spec["module"])
+    return DistillTeacher(resolve_model(spec["teacher"]), run_dir(out, spec["teacher_run"]) / "module", module)
+
+
 def _student_head(spec: dict[str, Any], out: Path, init: Path | None) -> dict[str, torch.Tensor] | None:
     """The head a transferred student starts from: none (random), the teacher's, or its aligned version."""
     if spec.get("head") != "teacher":
@@ -161,6 +169,7 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
             init,
             on_step,
             head=_student_head(spec, out, init),
+            teacher=_distill_teacher(spec, out),
         )
         record = {
             "id": run.id,

@@ -15,6 +15,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from peftport.architectures.models import describe_model
+from peftport.errors import PeftportError
+from peftport.pipelines.distillation import (
+    DistillConfig,
+    DistillTeacher,
+    TeacherCollator,
+    distilling_trainer,
+    load_trained_teacher,
+    teacher_predictions,
+    with_teacher,
+)
 from peftport.pipelines.trainable import ModuleConfig, attach_module, load_head, save_trained
 from peftport.tasks.data import TaskData
 from peftport.tasks.encoding import IGNORED, encode_split
@@ -32,6 +42,7 @@ class TrainingConfig(BaseModel):
     eval_every: int | None = Field(None, gt=0, description="evaluate every N steps (learning curve)")
     max_length: int = Field(128, gt=8)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    distill: DistillConfig | None = Field(None, description="mix in logit distillation from the trained teacher")
 
 
 @dataclass
@@ -67,7 +78,7 @@ def _metric_function(data: TaskData):
     return compute
 
 
-def _task_model(reference: str, data: TaskData) -> torch.nn.Module:
+def task_model(reference: str, data: TaskData) -> torch.nn.Module:
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     auto = AutoModelForTokenClassification if data.kind == "token" else AutoModelForSequenceClassification
@@ -92,6 +103,25 @@ class _StepReporter(_step_reporter_base()):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.report(state.global_step, state.max_steps)
+
+
+def _collator(data: TaskData, tokenizer: Any) -> Any:
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    return (DataCollatorForTokenClassification if data.kind == "token" else DataCollatorWithPadding)(tokenizer)
+
+
+def _teacher_predictions(teacher: DistillTeacher | None, data: TaskData, training: TrainingConfig) -> list:
+    """The trained teacher's labelled logits on the train split, encoded with the teacher's own tokenizer."""
+    from transformers import AutoTokenizer
+
+    if teacher is None:
+        raise PeftportError("training.distill needs the trained teacher to distil from")
+    model, accepted = load_trained_teacher(teacher.reference, teacher.module_dir, data, teacher.module)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(teacher.reference)
+    features = _inputs(encode_split(data, "train", tokenizer, training.max_length), accepted | {"labels"})
+    return teacher_predictions(model, features, _collator(data, tokenizer))
 
 
 def _inputs(features: list[dict], accepted: set[str]) -> list[dict]:
@@ -120,28 +150,30 @@ def train_module(
     init: Path | None = None,
     on_step: Callable[[int, int], None] | None = None,
     head: dict[str, torch.Tensor] | None = None,
+    teacher: DistillTeacher | None = None,
 ) -> TrainResult:
     """Train ``module`` (from ``init`` or the library's default initialisation) and the head; save the module
     to ``out``. Same seed, data order and budget for every call with the same arguments but ``init``.
     ``on_step(step, total)`` is called after every optimiser step (progress display); ``head`` initialises the
-    task head (else it is random, from ``seed``)."""
-    from transformers import (
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
+    task head (else it is random, from ``seed``); ``teacher`` is the trained teacher that
+    ``training.distill`` distils from."""
+    from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-    set_seed(seed)
+    predictions = _teacher_predictions(teacher, data, training) if training.distill is not None else []
+    set_seed(seed)  # after the teacher's predictions, so the student starts as it would without distillation
     tokenizer = AutoTokenizer.from_pretrained(model_ref)
-    task_model = _task_model(model_ref, data)
+    built = task_model(model_ref, data)
     if head is not None:
-        load_head(task_model, head)
-    accepted = set(inspect.signature(type(task_model).forward).parameters)  # e.g. no token_type_ids (distilbert)
-    model = attach_module(task_model, describe_model(model_ref).spec, module, init)
-    collator = (DataCollatorForTokenClassification if data.kind == "token" else DataCollatorWithPadding)(tokenizer)
+        load_head(built, head)
+    accepted = set(inspect.signature(type(built).forward).parameters)  # e.g. no token_type_ids (distilbert)
+    model = attach_module(built, describe_model(model_ref).spec, module, init)
+    collator = _collator(data, tokenizer)
+    train_features = _inputs(encode_split(data, "train", tokenizer, training.max_length), accepted)
+    trainer_class = Trainer
+    if training.distill is not None:
+        train_features = with_teacher(train_features, predictions)
+        collator = TeacherCollator(collator)
+        trainer_class = distilling_trainer(Trainer, training.distill)
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,
@@ -163,12 +195,12 @@ def train_module(
             label_names=["labels"],
             **_precision(),
         )
-        trainer = Trainer(
+        trainer = trainer_class(
             model=model,
             args=args,
             data_collator=collator,
             compute_metrics=_metric_function(data),
-            train_dataset=_inputs(encode_split(data, "train", tokenizer, training.max_length), accepted),
+            train_dataset=train_features,
             eval_dataset=_inputs(encode_split(data, "test", tokenizer, training.max_length), accepted),
             callbacks=[_StepReporter(on_step)] if on_step else None,
         )
