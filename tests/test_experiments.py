@@ -102,6 +102,9 @@ def test_grid_runs_and_reports_through_the_cli(setup, cli):
     report = (out / "report" / "report.md").read_text()
     assert "| teacher -> student | ner | en | lora-r8 | skip | 1 |" in report
     assert "| teacher -> student | para | en | lora-r8 | skip | 1 |" in report
+    assert "- teacher -> student: Transferred > baseline in" in report and "### module" in report
+    cost = next(line for line in report.splitlines() if line.startswith("| teacher -> student | ") and "n=" in line)
+    assert cost.count("(n=2)") == 3  # two transfers (one per task), two teacher runs, two student runs
     pngs = sorted((out / "report" / "plots").glob("*.png"))
     assert len(pngs) == 4 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     assert len((out / "report" / "results.csv").read_text().splitlines()) == 3

@@ -6,16 +6,36 @@ from pathlib import Path
 
 from peftport.errors import PeftportError
 from peftport.experiments.store import read_index
-from peftport.reports.experiment import HEADER, CellSummary, overall, summarise, table_rows, write_csv
+from peftport.reports.experiment import (
+    COST_HEADER,
+    FACTOR_HEADER,
+    FACTORS,
+    HEADER,
+    CellSummary,
+    cost_rows,
+    factor_rows,
+    overall,
+    overall_by_pair,
+    summarise,
+    table_rows,
+    write_csv,
+)
 from peftport.reports.plots import delta_bars, learning_curves
 
 PAPER_SHARE = "the paper reports 88.7% in the matching setup"
 
 
-def _markdown_table(cells: list[CellSummary]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(cells)]
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _factors(cells: list[CellSummary]) -> list[str]:
+    text = ["## By factor", "", "Cells grouped by one factor at a time (delta in points; won = seed-level cases)."]
+    for factor in FACTORS:
+        text += ["", f"### {factor}", "", _markdown([factor, *FACTOR_HEADER[1:]], factor_rows(cells, factor))]
+    return text
 
 
 def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
@@ -40,7 +60,17 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "",
         f"{overall(cells)} ({PAPER_SHARE})" if cells else "No transferred runs yet.",
         "",
-        _markdown_table(cells),
+        *[f"- {line}" for line in overall_by_pair(cells)],
+        "",
+        _markdown(HEADER, table_rows(cells)),
+        "",
+        *(_factors(cells) + [""] if cells else []),
+        "## Cost",
+        "",
+        "Transfer seconds: probe + correlate + assign + prune (or the layer map alone), once per teacher run and "
+        "transfer, later seeds reuse it. Samples/s: training throughput of the Hugging Face Trainer.",
+        "",
+        _markdown(COST_HEADER, cost_rows(records)),
         "",
         "## Plots",
         "",
