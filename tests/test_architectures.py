@@ -8,14 +8,16 @@ from transformers import AutoModel
 from peftport.architectures.models import describe_model
 from peftport.architectures.registry import architectures, spec_by_name, spec_for_model_type
 from peftport.errors import ArchitectureError
-from tiny_models import ADAPTERHUB_FAMILIES, FAMILIES, tiny_config
+from tiny_models import ADAPTERHUB_FAMILIES, DECODER_FAMILIES, FAMILIES, tiny_config
+
+ALL_FAMILIES = FAMILIES + DECODER_FAMILIES
 
 
 def test_registry_holds_every_family():
-    assert sorted(architectures()) == sorted(FAMILIES)
+    assert sorted(architectures()) == sorted(ALL_FAMILIES)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_slot_paths_exist_in_the_model(family):
     spec = spec_by_name(family)
     model = AutoModel.from_config(tiny_config(family, 2))
@@ -47,7 +49,7 @@ def test_bottleneck_slots_host_adapterhub_adapters(family):
         assert normed and isinstance(names[f"{layer}.{normed}"], torch.nn.LayerNorm), slot
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_config_keys_and_base_prefix(family):
     spec = spec_by_name(family)
     config = tiny_config(family, 3)

@@ -12,14 +12,14 @@ import json
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModel, GemmaConfig, LlamaConfig, MistralConfig, Qwen2Config
+from transformers import AutoModel
 
 from module_factory import make_peft_lora
 from peftport.architectures.models import describe_model
 from peftport.formats.registry import load_module
+from tiny_models import DECODER_CONFIGS as CONFIGS
 from tiny_tokenizers import probe_sentences, save_metaspace_bpe, save_wordpiece
 
-CONFIGS = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig}
 SLOTS = ["attn_q", "attn_k", "attn_v", "attn_out", "ffn_gate", "ffn_in", "ffn_out"]
 
 

@@ -10,8 +10,12 @@ from transformers import (
     BertConfig,
     DistilBertConfig,
     ElectraConfig,
+    GemmaConfig,
+    LlamaConfig,
+    MistralConfig,
     MPNetConfig,
     PretrainedConfig,
+    Qwen2Config,
     RobertaConfig,
     XLMRobertaConfig,
 )
@@ -20,11 +24,19 @@ HIDDEN = 32
 INTERMEDIATE = 64
 FAMILIES = ["bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "electra"]
 ADAPTERHUB_FAMILIES = [f for f in FAMILIES if f != "mpnet"]
+# decoder LLM families (grouped-query attention); tested on their own in test_decoders.py
+DECODER_FAMILIES = ["llama", "mistral", "qwen2", "gemma"]
+DECODER_CONFIGS = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig}
 
 
 def tiny_config(family: str, layers: int, hidden: int = HIDDEN, vocab_size: int = 120) -> PretrainedConfig:
     """A config of ``family`` with ``layers`` layers and small widths."""
     common = {"vocab_size": vocab_size, "max_position_embeddings": 64}
+    if family in DECODER_CONFIGS:  # 2 query heads sharing 1 key/value head
+        return DECODER_CONFIGS[family](
+            hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
+            num_key_value_heads=1, head_dim=hidden // 2, **common,
+        )  # fmt: skip
     if family == "distilbert":
         return DistilBertConfig(dim=hidden, n_layers=layers, n_heads=2, hidden_dim=2 * hidden, **common)
     bertlike = {
