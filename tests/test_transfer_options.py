@@ -58,7 +58,7 @@ def test_cka_layer_map_finds_the_layers_a_student_was_cut_from(models, cli, tmp_
     assert torch.equal(student.layers[1]["attn_q"]["lora_A"], teacher.layers[1]["attn_q"]["lora_A"])
     plot = tmp_path / "similarity.png"
     shown = cli("inspect", tmp_path / "out", "--plot", plot)
-    assert shown.exit_code == 0 and "cka" in shown.stdout and plot.read_bytes()[:4] == b"\x89PNG"
+    assert shown.exit_code == 0 and "layer CKA" in shown.stdout and plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cka_layer_map_needs_probe_texts(models, cli, tmp_path):
@@ -82,6 +82,7 @@ def test_layers_below_the_quality_threshold_keep_a_fresh_initialisation(models, 
                                 "--min-quality", value)  # fmt: skip
         assert result.exit_code == 0, result.output
         assert manifest["layers"]["default_init"] == fresh
+        assert f"fresh init {fresh}" in cli("inspect", out).stdout
         assert manifest["layers"]["transferred"] == [i for i in (0, 1) if i not in fresh]
         student, kept = load_module(out), load_module(tmp_path / "all")
         for layer in range(2):

@@ -81,6 +81,16 @@ def _manifest(manifest: dict[str, Any]) -> Table:
     lmap = manifest.get("layer_map") or {}
     sources = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap.get("sources", [])))
     table.add_row("layer map", f"{lmap.get('method')}: {sources}")
+    similarity = (lmap.get("similarity") or {}).get("matrix")
+    if similarity:
+        chosen = [similarity[i][g[0]] for i, g in enumerate(lmap.get("sources", [])) if g]
+        table.add_row("layer CKA", ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(chosen)) + " (inspect --plot)")
+    layers = manifest.get("layers")
+    if layers:
+        table.add_row(
+            f"min quality {layers['min_quality']:g}",
+            f"transferred {layers['transferred']}, fresh init {layers['default_init']} ({layers['measure']})",
+        )
     table.add_row("source", f"{manifest.get('source_module')} ({manifest.get('source_format')})")
     if manifest.get("dropped"):
         table.add_row("dropped", ", ".join(manifest["dropped"]))
