@@ -54,3 +54,22 @@ def test_mpnet_lora_to_minilm(cli, tmp_path):
             # unrelated models still share some structure; the assignment reaches most of the best possible
             assert 0.05 < point["mean_matched_correlation"] <= point["mean_best_correlation"]
             assert point["mean_matched_correlation"] > 0.7 * point["mean_best_correlation"]
+
+
+def test_cka_layer_map_between_real_models(cli, tmp_path):
+    """mpnet (12 layers) -> MiniLM-L6 (6 layers): a monotone map chosen from a measured CKA matrix."""
+    teacher, student = mpnet_base_dir(), minilm_l6_dir()
+    module = make_peft_lora(teacher, "mpnet", tmp_path / "teacher", task_model=False, slots=["attn_q"])
+    out = tmp_path / "student"
+    result = cli(
+        "transfer", "--teacher", teacher, "--student", student, "--module", module, "--layer-map", "cka",
+        "--align", "correlation", "--probe-data", PROBE, "--probe-sentences", 100, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    layer_map = json.loads((out / "peftport_manifest.json").read_text())["layer_map"]
+    chosen = [group[0] for group in layer_map["sources"]]
+    assert len(chosen) == 6 and chosen == sorted(set(chosen))  # strictly increasing
+    matrix = layer_map["similarity"]["matrix"]
+    assert len(matrix) == 6 and all(len(row) == 12 and all(0 <= v <= 1 for v in row) for row in matrix)
+    # the DP's total is at least SKIP's total (it maximises over all monotone maps, SKIP among them)
+    assert sum(matrix[i][t] for i, t in enumerate(chosen)) >= sum(matrix[i][2 * i] for i in range(6)) - 1e-9
