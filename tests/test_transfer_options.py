@@ -105,7 +105,7 @@ def test_soft_and_rotation_matchers_project_and_load(models, cli, tmp_path, matc
     check = model.load_adapter(str(tmp_path / "out"), adapter_name="check")
     assert [k for k in check.missing_keys if ".check." in k] == [] and check.unexpected_keys == []
     point = manifest["alignment"]["layers"][0]["points"]["0/in:attn_q"]
-    assert point["projection"] == [16, 64]
+    assert point["projection"] == [16, 64] and manifest["alignment"]["matcher"] == matcher
     # a saved alignment keeps its matrices: reusing it gives the same module
     saved = cli(
         "align", "--teacher", models["wide"], "--student", models["narrow"], "--probe-data", models["probe"],
