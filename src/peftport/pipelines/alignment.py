@@ -223,7 +223,10 @@ def alignment_record(alignment: Alignment, lmap: LayerMap, points: list[str]) ->
     for i, group in enumerate(lmap.sources):
         entries = {f"{t}/{p}": alignment.get(i, t, p).to_dict() for t in group for p in points}
         layers.append({"student_layer": i, "teacher_layers": list(group), "points": entries})
-    summary = {k: alignment.details.get(k) for k in ("probe_data", "texts", "shared_tokens", "token_match", "lora_b", "matcher")}
+    summary = {
+        k: alignment.details.get(k)
+        for k in ("probe_data", "texts", "shared_tokens", "token_match", "lora_b", "matcher")
+    }
     return {
         "method": "correlation",
         **summary,
