@@ -20,7 +20,8 @@ from peftport.experiments import runner
 from peftport.experiments.config import load_config
 from peftport.experiments.grid import expand
 from peftport.experiments.store import TRANSFERS_DIR, claim, read_index, release
-from peftport.reports.experiment import summarise
+from peftport.reports.experiment import is_paper_method, summarise
+from peftport.reports.report_files import write_report
 from tiny_models import save_tiny_model
 from tiny_tokenizers import WORDS, probe_sentences, save_metaspace_bpe, save_wordpiece
 
@@ -168,6 +169,25 @@ def test_grid_compares_new_transfer_options(setup):
     assert len(cka["layer_map"]["similarity"]["matrix"]) == 2 and cka["layers"]["min_quality"] == -1
     plain = next(r for r in done if r.kind == "transferred" and r.spec["transfer"]["layer_map"] == "skip")
     assert "matcher" not in plain.spec["transfer"]  # defaults of later options stay out of the run id
+    report_path, cells = write_report(out)
+    paper_line = next(line for line in report_path.read_text().splitlines() if line.startswith("The paper's"))
+    (skip,) = [c for c in cells if c.transfer == "skip"]
+    assert f"of {skip.seeds} cases" in paper_line and "over 1 cells" in paper_line
+
+
+@pytest.mark.parametrize(
+    ("label", "paper"),
+    [
+        ("skip", True),
+        ("avg+corr(offsets,input)", True),
+        ("cka", False),
+        ("skip+head", False),
+        ("avg+svd", False),
+        ("skip+corr(strings,output)+procrustes", False),
+    ],
+)
+def test_paper_methods_are_told_apart_from_additions(label, paper):
+    assert is_paper_method(label) is paper
 
 
 @pytest.mark.parametrize(

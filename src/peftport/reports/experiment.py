@@ -162,11 +162,27 @@ def rich_table(cells: list[CellSummary]) -> Table:
 
 
 def overall(cells: list[CellSummary]) -> str:
-    """One sentence: in how many seed-level cases the transferred student beat the baseline."""
+    """One sentence: in how many seed-level cases the transferred student beat the baseline, and by how much."""
     pairs = [(c.positive_share, c.seeds) for c in cells if c.positive_share == c.positive_share]
     cases = sum(n for _, n in pairs)
     wins = round(sum(share * n for share, n in pairs))
-    return f"Transferred > baseline in {wins} of {cases} cases ({100 * wins / cases:.1f}%)." if cases else ""
+    if not cases:
+        return ""
+    mean, spread = _stats([c.delta for c in cells if c.delta == c.delta])
+    return (
+        f"Transferred > baseline in {wins} of {cases} cases ({100 * wins / cases:.1f}%); mean delta "
+        f"{100 * mean:+.1f} ± {100 * spread:.1f} points over {len(cells)} cells."
+    )
+
+
+PAPER_LAYER_MAPS = ("skip", "avg")
+
+
+def is_paper_method(transfer: str) -> bool:
+    """Whether a transfer label names one of the paper's methods: SKIP or AVG, optionally with correlation
+    alignment, and none of peftport's additions (CKA map, other matchers, fallback, SVD merge, teacher head)."""
+    name, *extras = transfer.split("+")
+    return name in PAPER_LAYER_MAPS and all(extra.startswith("corr(") for extra in extras)
 
 
 def write_csv(cells: list[CellSummary], path: Path) -> None:

@@ -14,6 +14,7 @@ from peftport.reports.experiment import (
     CellSummary,
     cost_rows,
     factor_rows,
+    is_paper_method,
     overall,
     overall_by_pair,
     summarise,
@@ -38,6 +39,14 @@ def _factors(cells: list[CellSummary]) -> list[str]:
     return text
 
 
+def _paper_only(cells: list[CellSummary]) -> list[str]:
+    """The headline again over the paper's own methods, when the grid also holds peftport's additions."""
+    paper = [c for c in cells if is_paper_method(c.transfer)]
+    if not paper or len(paper) == len(cells):
+        return []
+    return [f"The paper's methods only (SKIP/AVG, with or without correlation alignment): {overall(paper)}", ""]
+
+
 def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
     """Build ``out/report/`` from the results index of an experiment folder."""
     records = read_index(out)
@@ -60,6 +69,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "",
         f"{overall(cells)} ({PAPER_SHARE})" if cells else "No transferred runs yet.",
         "",
+        *_paper_only(cells),
         *[f"- {line}" for line in overall_by_pair(cells)],
         "",
         _markdown(HEADER, table_rows(cells)),
