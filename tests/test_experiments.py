@@ -220,6 +220,44 @@ def test_students_can_distil_from_the_teacher(setup, monkeypatch, pair, task):
     assert calls[0] is None and all(c is not None and c.module_dir.is_dir() for c in calls[1:])
     records = read_index(root / f"{name}-out")
     assert len(records) == 3 and all(r["final"] for r in records)
+    assert [r.get("variant") for r in records] == [None, "distill(w0.7,T2)", "distill(w0.7,T2)"]
+    (cell,) = summarise(records)
+    assert cell.transfer.endswith("+distill(w0.7,T2)") and cell.seeds == 1
+
+
+def _record(kind, score, variant=None, transfer=None):
+    record = {
+        "id": f"{kind}-{score}",
+        "kind": kind,
+        "model": "teacher" if kind == "teacher" else "student",
+        "teacher": None if kind == "baseline" and not variant else "teacher",
+        "task": "ner",
+        "language": "en",
+        "module": "lora-r8",
+        "seed": 0,
+        "metric": "f1",
+        "transfer": transfer,
+        "final": {"f1": score},
+        "zero_step": {"f1": 0.0},
+        "curve": [{"step": 10, "f1": score}],
+    }
+    return {**record, "teacher_run": "teacher-0.9"} | ({"variant": variant} if variant else {})
+
+
+def test_distilling_and_plain_students_of_one_cell_are_reported_apart():
+    distil = "distill(w0.5,T2)"
+    records = [
+        _record("teacher", 0.9),
+        _record("baseline", 0.2),
+        _record("transferred", 0.3, transfer="skip"),
+        _record("baseline", 0.4, distil),
+        _record("transferred", 0.35, distil, "skip"),
+    ]
+    cells = {c.transfer: c for c in summarise(records)}
+    assert set(cells) == {"skip", f"skip+{distil}"}
+    assert cells["skip"].baseline == 0.2 and round(cells["skip"].delta, 6) == 0.1
+    assert cells[f"skip+{distil}"].baseline == 0.4 and round(cells[f"skip+{distil}"].delta, 6) == -0.05
+    assert all(c.teacher == 0.9 for c in cells.values())
 
 
 def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):

@@ -197,7 +197,17 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
         "seed": spec["seed"],
         "transfer": TransferConfig.model_validate(spec["transfer"]).label if "transfer" in spec else None,
         "head": spec.get("head"),
+        **_variant(spec),
     }
+
+
+def _variant(spec: dict[str, Any]) -> dict[str, str]:
+    """How a student's training differs from plain fine-tuning (distillation), so reports keep such runs
+    apart from plain ones of the same cell; empty for plain runs, whose records stay as they were."""
+    distill = spec["training"].get("distill") if spec.get("teacher_run") else None
+    if not distill:
+        return {}
+    return {"variant": f"distill(w{distill['weight']:g},T{distill['temperature']:g})"}
 
 
 def run_experiment(

@@ -54,12 +54,13 @@ def _first_reaching(curve: list[dict[str, float]], metric: str, target: float) -
 
 
 def summarise(records: list[dict[str, Any]]) -> list[CellSummary]:
-    """Join transferred runs with their baselines and teachers (same task, language, module, seed)."""
+    """Join transferred runs with their baselines and teachers (same task, language, module, seed and training
+    variant). A distilling variant shows in the cell's transfer label: ``skip+distill(w0.5,T2)``."""
     by_kind: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
     for r in records:
         if r["kind"] == "teacher":
             by_kind["teacher_id"][(r["id"],)] = r
-        key = (r["model"], r["task"], r["language"], r["module"], str(r["seed"]))
+        key = (r["model"], r["task"], r["language"], _module_variant(r), str(r["seed"]))
         by_kind[r["kind"]][key + ((r["teacher"], r["transfer"]) if r["kind"] == "transferred" else ())] = r
     cells: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     for key, r in by_kind["transferred"].items():
@@ -67,14 +68,20 @@ def summarise(records: list[dict[str, Any]]) -> list[CellSummary]:
     return [_cell(key, runs, by_kind) for key, runs in sorted(cells.items())]
 
 
+def _module_variant(record: dict[str, Any]) -> str:
+    """The module label, joined with the training variant of students that distil (kept apart in the join)."""
+    variant = record.get("variant") if record["kind"] != "teacher" else None
+    return f"{record['module']}|{variant}" if variant else record["module"]
+
+
 def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dict[str, Any]]]) -> CellSummary:
-    teacher_model, student, task, language, module, transfer = key
+    teacher_model, student, task, language, module_variant, transfer = key
     metric = runs[0]["metric"]
     teach, base, moved, deltas, reach = [], [], [], [], []
     for r in runs:
-        base_run = by_kind["baseline"].get((student, task, language, module, str(r["seed"])))
+        base_run = by_kind["baseline"].get((student, task, language, module_variant, str(r["seed"])))
         teacher_run = by_kind["teacher_id"].get((r.get("teacher_run"),)) or by_kind["teacher"].get(
-            (teacher_model, task, language, module, str(r["seed"]))
+            (teacher_model, task, language, r["module"], str(r["seed"]))
         )
         moved.append(_score(r))
         if teacher_run:
@@ -84,13 +91,14 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
             deltas.append(_score(r) - _score(base_run))
             reach.append(_first_reaching(r["curve"], metric, _score(base_run)))
     reached = [s for s in reach if s is not None]
+    variant = runs[0].get("variant")
     return CellSummary(
         teacher_model,
         student,
         task,
         language,
-        module,
-        transfer,
+        runs[0]["module"],
+        f"{transfer}+{variant}" if variant else transfer,
         metric,
         len(runs),
         *_stats(teach),
