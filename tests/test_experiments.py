@@ -74,6 +74,11 @@ PARA = {
 }
 
 
+def _pair_of(models, teacher="teacher", student="student"):
+    """The experiment's one pair, from the fixture's tiny models."""
+    return [{"teacher": str(models[teacher]), "student": str(models[student])}]
+
+
 def _write(root, name, **fields):
     path = root / f"{name}.yaml"
     path.write_text(json.dumps({"name": name, "training": TRAINING, **fields}))  # JSON is YAML
@@ -82,9 +87,7 @@ def _write(root, name, **fields):
 
 def test_grid_runs_and_reports_through_the_cli(setup, cli):
     root, models = setup
-    config = _write(
-        root, "grid", pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}], tasks=[NER, PARA]
-    )
+    config = _write(root, "grid", pairs=_pair_of(models), tasks=[NER, PARA])
     out = root / "grid-out"
     result = cli("run", config, "--out", out)
     assert result.exit_code == 0, result.output
@@ -120,7 +123,7 @@ def test_aligned_bottleneck_grid_shares_one_teacher_and_one_transfer(setup):
         _write(
             root,
             "aligned",
-            pairs=[{"teacher": str(models["wide"]), "student": str(models["narrow"])}],
+            pairs=_pair_of(models, "wide", "narrow"),
             tasks=[NER],
             modules=[{"type": "seq_bn", "reduction_factor": 4}],
             # lora_b means nothing for a bottleneck adapter: the two transfers are one run per seed
@@ -150,7 +153,7 @@ def test_grid_compares_new_transfer_options(setup):
         _write(
             root,
             "options",
-            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            pairs=_pair_of(models),
             tasks=[NER],
             transfers=[
                 {"layer_map": "cka", "probe_data": str(root / "probe.txt"), "min_quality": -1},
@@ -205,7 +208,7 @@ def test_students_can_distil_from_the_teacher(setup, monkeypatch, pair, task):
         _write(
             root,
             name,
-            pairs=[{"teacher": str(models[pair[0]]), "student": str(models[pair[1]])}],
+            pairs=_pair_of(models, *pair),
             tasks=[task],
             transfers=[transfer],
             training={**TRAINING, "distill": {"weight": 0.7, "temperature": 2.0}},
@@ -266,7 +269,7 @@ def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):
         _write(
             root,
             "resume",
-            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            pairs=_pair_of(models),
             tasks=[NER],
             seeds=[0, 1],
         )
@@ -314,7 +317,7 @@ def test_a_run_claimed_elsewhere_is_waited_for_not_repeated(setup, monkeypatch):
         _write(
             root,
             "shared",
-            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            pairs=_pair_of(models),
             tasks=[NER],
         )
     )
@@ -388,7 +391,7 @@ def test_head_from_the_teacher(setup):
         _write(
             root,
             "head",
-            pairs=[{"teacher": str(models["teacher"]), "student": str(models["student"])}],
+            pairs=_pair_of(models),
             tasks=[NER],
             transfers=[{"layer_map": "skip", "head": "teacher"}],
             training=still,
@@ -406,7 +409,7 @@ def test_head_from_the_teacher(setup):
         _write(
             root,
             "head-aligned",
-            pairs=[{"teacher": str(models["wide"]), "student": str(models["narrow"])}],
+            pairs=_pair_of(models, "wide", "narrow"),
             tasks=[NER],
             transfers=[{"align": "correlation", "probe_data": str(root / "probe.txt"), "head": "teacher"}],
             training=still,

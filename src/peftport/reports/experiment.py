@@ -169,11 +169,15 @@ def rich_table(cells: list[CellSummary]) -> Table:
     return table
 
 
+def _wins(cells: list[CellSummary]) -> tuple[int, int]:
+    """Seed-level cases where transferred > baseline, and all cases (cells without a baseline left out)."""
+    scored = [c for c in cells if c.positive_share == c.positive_share]
+    return round(sum(c.positive_share * c.seeds for c in scored)), sum(c.seeds for c in scored)
+
+
 def overall(cells: list[CellSummary]) -> str:
     """One sentence: in how many seed-level cases the transferred student beat the baseline, and by how much."""
-    pairs = [(c.positive_share, c.seeds) for c in cells if c.positive_share == c.positive_share]
-    cases = sum(n for _, n in pairs)
-    wins = round(sum(share * n for share, n in pairs))
+    wins, cases = _wins(cells)
     if not cases:
         return ""
     mean, spread = _stats([c.delta for c in cells if c.delta == c.delta])
@@ -224,8 +228,7 @@ def factor_rows(cells: list[CellSummary], factor: str) -> list[list[str]]:
     for value, members in sorted(groups.items()):
         deltas = [c.delta for c in members if c.delta == c.delta]
         mean, spread = _stats(deltas)
-        cases = sum(c.seeds for c in members if c.positive_share == c.positive_share)
-        wins = round(sum(c.positive_share * c.seeds for c in members if c.positive_share == c.positive_share))
+        wins, cases = _wins(members)
         gaps = [c.teacher - c.transferred for c in members if c.teacher == c.teacher]
         rows.append(
             [
