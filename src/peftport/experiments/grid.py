@@ -86,7 +86,7 @@ def expand(config: ExperimentConfig) -> list[Run]:
 # Options added after the first studies: left out of a run's spec while at their defaults, so the
 # ids (config hashes) of earlier runs stay valid and their results are reused.
 LATER_OPTIONS = {"matcher": "hungarian", "min_quality": None, "lora_svd": False}
-LATER_TRAINING = {"distill": None}
+LATER_TRAINING = {"distill": None, "head_learning_rate": None}
 
 
 def _training_spec(training: TrainingConfig) -> dict[str, Any]:

@@ -42,6 +42,21 @@ def head_names(model: torch.nn.Module) -> list[str]:
     return [n for n, m in model.named_children() if n != base and any(True for _ in m.parameters())]
 
 
+def trainable_groups(
+    model: torch.nn.Module, heads: list[str]
+) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """Trainable parameters split into (module, head): a head parameter has one of ``heads`` as a component of
+    its name (``classifier.weight``, peft's ``base_model.model.classifier.modules_to_save.default.weight``)."""
+    module: list[torch.nn.Parameter] = []
+    head: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (head if set(name.split(".")) & set(heads) else module).append(param)
+    if not head or not module:
+        raise PeftportError(f"cannot tell the task head {heads} from the module among the trainable parameters")
+    return module, head
+
+
 def read_head(module_dir: Path) -> dict[str, torch.Tensor]:
     """Task-head weights saved with a trained module (peft ``modules_to_save`` or AdapterHub ``head.safetensors``),
     keyed as in the task model (``classifier.weight``)."""

@@ -25,7 +25,14 @@ from peftport.pipelines.distillation import (
     teacher_predictions,
     with_teacher,
 )
-from peftport.pipelines.trainable import ModuleConfig, attach_module, load_head, save_trained
+from peftport.pipelines.trainable import (
+    ModuleConfig,
+    attach_module,
+    head_names,
+    load_head,
+    save_trained,
+    trainable_groups,
+)
 from peftport.tasks.data import TaskData
 from peftport.tasks.encoding import IGNORED, encode_split
 from peftport.tasks.metrics import accuracy, macro_f1, span_f1
@@ -36,6 +43,12 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     learning_rate: float = Field(1e-5, gt=0)
+    head_learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="learning rate of the task head (default: learning_rate); a larger one helps models "
+        "whose final hidden states are small, e.g. all-mpnet-base-v2",
+    )
     batch_size: int = Field(16, gt=0)
     epochs: float = Field(10, gt=0)
     max_steps: int | None = Field(None, gt=0)
@@ -134,6 +147,16 @@ def _precision() -> dict[str, bool]:
     return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
 
 
+def _optimizer(model: torch.nn.Module, heads: list[str], training: TrainingConfig) -> torch.optim.Optimizer | None:
+    """AdamW with the head in its own parameter group when ``head_learning_rate`` is set; else ``None``, so the
+    ``Trainer`` builds its default optimiser. The Trainer's schedule scales both groups alike."""
+    if training.head_learning_rate is None:
+        return None
+    module, head = trainable_groups(model, heads)
+    groups = [{"params": module}, {"params": head, "lr": training.head_learning_rate}]
+    return torch.optim.AdamW(groups, lr=training.learning_rate, weight_decay=0.0)
+
+
 def _scores(metrics: dict[str, float]) -> dict[str, float]:
     return {
         k.removeprefix("eval_"): v for k, v in metrics.items() if k in ("eval_f1", "eval_accuracy", "eval_macro_f1")
@@ -166,6 +189,7 @@ def train_module(
     if head is not None:
         load_head(built, head)
     accepted = set(inspect.signature(type(built).forward).parameters)  # e.g. no token_type_ids (distilbert)
+    heads = head_names(built)
     model = attach_module(built, describe_model(model_ref).spec, module, init)
     collator = _collator(data, tokenizer)
     train_features = _inputs(encode_split(data, "train", tokenizer, training.max_length), accepted)
@@ -203,6 +227,7 @@ def train_module(
             train_dataset=train_features,
             eval_dataset=_inputs(encode_split(data, "test", tokenizer, training.max_length), accepted),
             callbacks=[_StepReporter(on_step)] if on_step else None,
+            optimizers=(_optimizer(model, heads, training), None),
         )
         if on_step is not None:  # the caller shows progress; no per-log printing
             from transformers import PrinterCallback

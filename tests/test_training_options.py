@@ -1,0 +1,71 @@
+"""Training options on a tiny random model: the task head's own learning rate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import set_seed
+
+from peftport.architectures.models import describe_model
+from peftport.errors import PeftportError
+from peftport.pipelines.trainable import ModuleConfig, attach_module, head_names, read_head, trainable_groups
+from peftport.pipelines.training import TrainingConfig, task_model, train_module
+from peftport.tasks.data import TaskData
+from peftport.tasks.readers import TaggedSentence
+from tiny_models import save_tiny_model
+from tiny_tokenizers import WORDS, save_wordpiece
+
+PLACES = {"paris", "berlin", "valley"}
+
+
+def _ner(count: int) -> list[TaggedSentence]:
+    sentences = []
+    for i in range(count):
+        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(6)]
+        sentences.append(TaggedSentence(words, ["B-LOC" if w in PLACES else "O" for w in words]))
+    return sentences
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return str(save_wordpiece(save_tiny_model("bert", 2, tmp_path_factory.mktemp("bert"), vocab_size=200)))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return TaskData("token", ["B-LOC", "O"], _ner(16), _ner(8))
+
+
+@pytest.mark.parametrize("module", [ModuleConfig(type="lora", r=2), ModuleConfig(type="seq_bn")])
+def test_trainable_parameters_split_into_module_and_head(model_dir, data, module):
+    built = task_model(model_dir, data)
+    heads = head_names(built)
+    head_ids = {id(p) for p in built.classifier.parameters()}
+    model = attach_module(built, describe_model(model_dir).spec, module)
+    body, head = trainable_groups(model, heads)
+    assert sorted(tuple(p.shape) for p in head) == [(2,), (2, 32)]  # classifier bias and weight
+    assert body and not {id(p) for p in body} & {id(p) for p in head}
+    if module.type == "seq_bn":  # AdapterHub trains the head in place; peft trains a copy
+        assert {id(p) for p in head} == head_ids
+
+
+def test_a_frozen_model_has_no_head_group(model_dir, data):
+    model = task_model(model_dir, data)
+    for param in model.parameters():
+        param.requires_grad = False
+    with pytest.raises(PeftportError, match="task head"):
+        trainable_groups(model, head_names(model))
+
+
+def test_head_learning_rate_moves_the_head_further(model_dir, data, tmp_path):
+    set_seed(0)
+    start = {k: v.clone() for k, v in task_model(model_dir, data).classifier.state_dict().items()}
+
+    def moved(head_lr: float | None) -> float:
+        training = TrainingConfig(learning_rate=1e-4, head_learning_rate=head_lr, batch_size=4, max_steps=3)
+        out = tmp_path / str(head_lr)
+        train_module(model_dir, data, ModuleConfig(type="lora", r=2), training, seed=0, out=out)
+        head = read_head(out)
+        return float(torch.linalg.norm(head["classifier.weight"] - start["weight"]))
+
+    assert moved(1e-1) > 10 * moved(None)
