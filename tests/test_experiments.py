@@ -11,6 +11,7 @@ import random
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,7 +216,7 @@ def test_students_can_distil_from_the_teacher(setup, monkeypatch, pair, task):
             teacher_training=TRAINING,
         )
     )
-    runs = expand(config)
+    runs = expand(config, root / f"{name}-out")
     assert runs[1].kind == "baseline" and runs[1].needs == (runs[0].id,)  # baselines distil from the teacher too
     calls, real = [], runner.train_module
     monkeypatch.setattr(runner, "train_module", lambda *a, **k: (calls.append(k.get("teacher")), real(*a, **k))[1])
@@ -287,7 +288,7 @@ def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):
         runner.run_experiment(config, out)
     assert len(read_index(out)) == 2
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(r["id"] for r in read_index(out))
-    third = expand(config)[2]
+    third = expand(config, out)[2]
     (out / "runs" / f".{third.id}.partial-killed").mkdir()  # what a hard kill leaves behind
     calls.clear()
     monkeypatch.setattr(runner, "train_module", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
@@ -322,7 +323,7 @@ def test_a_run_claimed_elsewhere_is_waited_for_not_repeated(setup, monkeypatch):
         )
     )
     out = root / "shared-out"
-    teacher = expand(config)[0]
+    teacher = expand(config, out)[0]
     assert teacher.kind == "teacher" and claim(out, teacher.id)  # "another process" is training the teacher
     done_elsewhere = {}
 
@@ -425,3 +426,24 @@ def test_head_from_the_teacher(setup):
     assert teacher.shape[1] == 64 and moved.shape[1] == 32
     columns = [next(i for i in range(64) if torch.allclose(moved[:, j], teacher[:, i], atol=1e-6)) for j in range(32)]
     assert len(set(columns)) == 32  # each student column is a distinct teacher column
+
+
+def test_run_ids_do_not_depend_on_the_working_directory(setup, monkeypatch):
+    root, models = setup
+    config_file = _write(root, "where", pairs=_pair_of(models), tasks=[NER])
+    monkeypatch.chdir(root)
+    here = [r.id for r in expand(load_config(config_file.relative_to(root)), root / "where-out")]
+    monkeypatch.chdir(root.parent)
+    there = [r.id for r in expand(load_config(config_file), Path(root.name) / "where-out")]
+    assert here == there and len(set(here)) == len(here) == 3
+    moved = [r.id for r in expand(load_config(config_file), root / "elsewhere" / "out")]
+    assert not set(moved) & set(here)  # the data lies elsewhere relative to that folder: other runs
+
+
+@pytest.mark.parametrize("name", ["matching", "matching-sentence", "incompatible"])
+def test_the_published_study_keeps_its_run_ids(name):
+    """Options added later stay out of run ids at their defaults, so the committed study still resumes."""
+    study = Path(__file__).resolve().parents[1] / "docs" / "results"
+    published = {record["id"] for record in read_index(study / "study")}
+    runs = expand(load_config(study / f"{name}.yaml"), study / "study")
+    assert runs and [r.id for r in runs if r.id not in published] == []

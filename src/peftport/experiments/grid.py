@@ -6,18 +6,25 @@ train it on the student). A transferred run needs its teacher run; baselines are
 transfers of a cell, so nothing is trained twice. With ``teacher_seed`` set, one teacher per cell
 serves every student seed. ``lora_b`` only matters for LoRA, so bottleneck cells drop it and
 transfers that differ only there are one run.
+
+A run's id hashes its config with local data paths written relative to the output folder, so the same
+experiment names the same runs from any working directory, by any path to the experiment file, and on
+any machine where the data sits in the same place relative to the results.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.pipelines.trainable import ModuleConfig
 from peftport.pipelines.training import TrainingConfig
+from peftport.tasks.data import HUB_PREFIX
 
 RunKind = Literal["teacher", "baseline", "transferred"]
 
@@ -29,17 +36,34 @@ class Run:
     kind: RunKind
     spec: dict[str, Any]
     needs: tuple[str, ...] = field(default=())
+    out: str = "."
 
     @property
     def id(self) -> str:
-        """Hash of the resolved config: the run's directory name and its key in the index."""
-        text = json.dumps({"kind": self.kind, **self.spec}, sort_keys=True)
+        """Hash of the resolved config, data paths relative to the output folder ``out``: the run's directory
+        name and its key in the index."""
+        identity = {"kind": self.kind, **self.spec, "task": portable_task(self.spec["task"], self.out)}
+        text = json.dumps(identity, sort_keys=True)
         return f"{self.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def expand(config: ExperimentConfig) -> list[Run]:
-    """All runs in a useful order (each teacher before its transfers), without duplicates."""
+def portable_task(task: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """``task`` with local data paths relative to the folder ``out`` (hub names are kept); symbolic links
+    are not followed, so a data folder linked in reads as where the link is."""
+    start = os.path.abspath(out)
+    return {
+        key: os.path.relpath(os.path.abspath(os.path.expanduser(value)), start)
+        if key in ("train", "test") and not value.startswith(HUB_PREFIX)
+        else value
+        for key, value in task.items()
+    }
+
+
+def expand(config: ExperimentConfig, out: Path) -> list[Run]:
+    """All runs of ``config`` for the output folder ``out``, in a useful order (each teacher before its
+    transfers), without duplicates."""
     runs: dict[str, Run] = {}
+    folder = str(out)
     teacher_training = _training_spec(config.teacher_training or config.training)
     student_training = _training_spec(config.training)
     for pair in config.pairs:
@@ -57,6 +81,7 @@ def expand(config: ExperimentConfig) -> list[Run]:
                         teacher = Run(
                             "teacher",
                             {**cell, "seed": teacher_seed, "model": pair.teacher, "training": teacher_training},
+                            out=folder,
                         )
                         student = {**cell, "model": pair.student, "training": student_training}
                         distils = config.training.distill is not None  # students learn from the teacher too
@@ -64,6 +89,7 @@ def expand(config: ExperimentConfig) -> list[Run]:
                             "baseline",
                             {**student, "teacher": pair.teacher, "teacher_run": teacher.id} if distils else student,
                             needs=(teacher.id,) if distils else (),
+                            out=folder,
                         )
                         runs.setdefault(teacher.id, teacher)
                         runs.setdefault(baseline.id, baseline)
@@ -78,6 +104,7 @@ def expand(config: ExperimentConfig) -> list[Run]:
                                     "head": transfer.head,
                                 },
                                 needs=(teacher.id,),
+                                out=folder,
                             )
                             runs.setdefault(moved.id, moved)
     return list(runs.values())

@@ -220,7 +220,7 @@ def run_experiment(
     check_experiment(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"experiment-{config.name}.json").write_text(config.model_dump_json(indent=1))
-    runs, done = expand(config), finished(out)
+    runs, done = expand(config, out), finished(out)
     todo = [r for r in runs if r.id not in done]
     data = DataCache()
     console = console or Console(stderr=True)
