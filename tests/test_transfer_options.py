@@ -156,3 +156,63 @@ def test_inspect_plot_needs_a_similarity_matrix(models, cli, tmp_path):
     assert result.exit_code == 0
     shown = cli("inspect", tmp_path / "out", "--plot", tmp_path / "x.png")
     assert shown.exit_code == 2 and "no layer similarity to plot" in shown.stderr and not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture(scope="module")
+def headed(models):
+    """peft LoRA modules saved from SEQ_CLS task models, so with their heads (modules_to_save)."""
+    root = models["root"]
+    return {
+        "same": make_peft_lora(models["teacher"], "bert", root / "cls-lora", slots=["attn_q", "attn_v"]),
+        "wide": make_peft_lora(models["wide"], "bert", root / "wide-cls-lora", slots=["attn_q", "attn_v"]),
+    }
+
+
+def _head_after_loading(student, module_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(str(student)), str(module_dir))
+    return model.base_model.model.classifier.modules_to_save["default"].weight.detach()
+
+
+def test_head_is_copied_for_equal_widths_and_loads_in_peft(models, headed, cli, tmp_path):
+    out = tmp_path / "copied"
+    result, manifest = _run(cli, models["teacher"], models["prefix"], headed["same"], out, "--head")
+    assert result.exit_code == 0, result.output
+    assert manifest["head"] == {"method": "copied"} and manifest["dropped"] == []
+    teacher_weight = load_module(headed["same"]).extras["base_model.model.classifier.weight"]
+    assert torch.equal(_head_after_loading(models["prefix"], out), teacher_weight)
+
+
+def test_head_is_aligned_for_a_narrower_student(models, headed, cli, tmp_path):
+    out = tmp_path / "aligned"
+    extra = ("--align", "correlation", "--probe-data", models["probe"], "--probe-sentences", "60", "--head")
+    result, manifest = _run(cli, models["wide"], models["teacher"], headed["wide"], out, *extra)
+    assert result.exit_code == 0, result.output
+    assert manifest["head"]["method"] == "aligned" and manifest["head"]["mean_matched_correlation"] is not None
+    weight = _head_after_loading(models["teacher"], out)
+    teacher_weight = load_module(headed["wide"]).extras["base_model.model.classifier.weight"]
+    assert weight.shape == (2, 32) and teacher_weight.shape == (2, 64)
+    # pruning keeps 32 of the teacher's 64 input columns
+    kept = [j for j in range(64) if any(torch.equal(teacher_weight[:, j], weight[:, i]) for i in range(32))]
+    assert len(kept) == 32
+
+
+def test_without_head_it_is_dropped_and_named(models, headed, cli, tmp_path):
+    result, manifest = _run(cli, models["teacher"], models["prefix"], headed["same"], tmp_path / "plain")
+    assert result.exit_code == 0 and "--head" in result.output
+    assert "base_model.model.classifier.weight" in manifest["dropped"] and manifest["head"].startswith("not")
+
+
+@pytest.mark.parametrize(
+    ("module", "extra", "message"),
+    [
+        ("lora", (), "saved with its task head"),
+        ("same", ("--format", "adapterhub"), "--format peft"),
+    ],
+)
+def test_head_transfer_refuses_what_it_cannot_do(models, headed, cli, tmp_path, module, extra, message):
+    source = models["lora"] if module == "lora" else headed[module]
+    out = tmp_path / "refused"
+    result, _ = _run(cli, models["teacher"], models["prefix"], source, out, "--head", *extra)
+    assert result.exit_code == 2 and message in result.output and not out.exists()

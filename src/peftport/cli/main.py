@@ -138,6 +138,12 @@ def transfer(
     lora_svd: Annotated[
         bool, typer.Option("--lora-svd", help="Merge LoRA layer groups through B@A, re-factored by truncated SVD.")
     ] = False,
+    head: Annotated[
+        bool,
+        typer.Option(
+            "--head", help="Move the task head too (peft modules_to_save): copied, or aligned by the last layers."
+        ),
+    ] = False,
     device: Device = None,
     format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
     force: Force = False,
@@ -153,6 +159,8 @@ def transfer(
         check_writable(out, force)
         if align not in ("none", "correlation"):
             raise PeftportError(f"unknown alignment '{align}': use none or correlation")
+        if head and format not in (None, "peft"):
+            raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
         how = None
         if alignment is not None:
             how = load_alignment(alignment)
@@ -171,6 +179,7 @@ def transfer(
             probe=probe,
             min_quality=min_quality,
             lora_svd=lora_svd,
+            head=head,
         )
         save_module(result, out, format=format, force=force)
     lmap = result.provenance["layer_map"]
@@ -183,7 +192,14 @@ def transfer(
             f"mean matched correlation {record['mean_matched_correlation']:.3f}"
         )
     if result.provenance["dropped"]:
-        errors.print(f"note: not transferred (outside the layers): {', '.join(result.provenance['dropped'])}")
+        errors.print(
+            f"note: not transferred (outside the layers; --head moves a peft task head): "
+            f"{', '.join(result.provenance['dropped'])}"
+        )
+    if head:
+        moved = result.provenance["head"]
+        quality = moved.get("mean_matched_correlation")
+        console.print(f"task head {moved['method']}" + (f" (final-layer correlation {quality:.3f})" if quality else ""))
 
 
 @app.command()

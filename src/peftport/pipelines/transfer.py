@@ -18,6 +18,8 @@ from peftport.core.lowrank import merge_by_svd
 from peftport.core.module import LayerTensors, PeftModule, lora_settings
 from peftport.core.remap import Merge, mean_roles, remap_layers
 from peftport.errors import ArchitectureError, ModuleFormatError, PeftportError, ShapeMismatchError
+from peftport.formats.peft_lora import NAME as PEFT_FORMAT
+from peftport.formats.peft_lora import WRAPPER
 from peftport.formats.registry import detect_format, load_module
 from peftport.pipelines.alignment import (
     AlignOptions,
@@ -26,11 +28,14 @@ from peftport.pipelines.alignment import (
     module_points,
     prune_transform,
 )
+from peftport.pipelines.head_transfer import aligned_head
 from peftport.pipelines.layer_matching import CKA_MAP, cka_layer_map
 
-# Options tied to the teacher model or its task head, which is not transferred: peft refuses a
-# SEQ_CLS module whose file lacks the head weights it lists in modules_to_save.
+# Options tied to the teacher model or its task head: peft refuses a SEQ_CLS module whose file lacks
+# the head weights it lists in modules_to_save, so they are kept only when the head moves too.
 MODEL_BOUND_OPTIONS = ("model_class", "revision", "task_type", "modules_to_save")
+HEAD_OPTIONS = ("task_type", "modules_to_save")
+NO_HEAD = "not transferred: train the student's own task head (peft: modules_to_save)"
 
 
 def same_layout(a: ArchitectureSpec, b: ArchitectureSpec) -> bool:
@@ -118,8 +123,9 @@ def provenance(
     alignment: dict[str, Any] | None = None,
     similarity: list[list[float]] | None = None,
     layers: dict[str, Any] | None = None,
+    head: dict[str, Any] | None = None,
 ) -> dict:
-    """The manifest content describing one transfer."""
+    """The manifest content describing one transfer (``head``: how the task head moved, if it did)."""
     layer_map: dict[str, Any] = {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}
     if similarity is not None:
         layer_map["similarity"] = {"measure": "linear_cka", "rows": "student layers", "matrix": similarity}
@@ -133,9 +139,37 @@ def provenance(
         "alignment": alignment,
         "layers": layers,
         "module": _module_record(source),
-        "dropped": sorted(source.extras),
-        "head": "not transferred: train the student's own task head (peft: modules_to_save)",
+        "dropped": [] if head else sorted(source.extras),
+        "head": head or NO_HEAD,
     }
+
+
+def teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
+    """The task head a peft module was saved with (its ``modules_to_save``), keyed as in the task model."""
+    saved = source.format_options.get("modules_to_save") or []
+    if source.format_options.get("source_format") != PEFT_FORMAT or not saved:
+        raise PeftportError("moving the head needs a peft module saved with its task head (modules_to_save)")
+    head = {
+        key.removeprefix(WRAPPER): tensor
+        for key, tensor in source.extras.items()
+        if key.removeprefix(WRAPPER).split(".", 1)[0] in saved
+    }
+    if not head:
+        raise PeftportError(f"the module lists modules_to_save {saved} but its file holds no head weights")
+    return head
+
+
+def _moved_head(
+    source: PeftModule, teacher: str, student: str, align: AlignOptions | Alignment | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The head for the student, as peft keys: copied for equal widths, else aligned by the last layers."""
+    head = teacher_head(source)
+    if align is None:
+        return {WRAPPER + k: v for k, v in head.items()}, {"method": "copied"}
+    if not isinstance(align, AlignOptions):
+        raise PeftportError("a saved alignment holds no final-layer alignment for the head: probe with the transfer")
+    moved, record = aligned_head(head, teacher, student, align)
+    return {WRAPPER + k: v for k, v in moved.items()}, {"method": "aligned", **record}
 
 
 def _aligned(
@@ -221,6 +255,7 @@ def transfer(
     min_quality: float | None = None,
     lora_svd: bool = False,
     seed: int = 0,
+    head: bool = False,
 ) -> PeftModule:
     """Initial student module from a teacher module.
 
@@ -235,7 +270,9 @@ def transfer(
     ``min_quality``: student layers whose quality (mean matched correlation, or CKA) is lower keep
     the library's fresh initialisation (seeded by ``seed``). ``lora_svd``: merge a LoRA group through
     its mean update ``B @ A``, re-factored to the rank by truncated SVD, instead of averaging factors.
-    Tensors outside the transformer layers (task heads) are dropped and listed in the provenance.
+    Tensors outside the transformer layers (task heads) are dropped and listed in the provenance, unless
+    ``head``: then a peft module's task head (``modules_to_save``) moves too, copied for equal widths and
+    otherwise pruned (or projected) by an alignment of the last layers' outputs.
     """
     if not isinstance(module, PeftModule):
         detect_format(module)  # a bad module directory fails before any model is looked up
@@ -260,7 +297,9 @@ def transfer(
     if min_quality is not None:
         quality, measure = _layer_quality(lmap, similarity, record)
         layers, layer_record = _fall_back(layers, quality, measure, min_quality, seed)
-    options = {k: v for k, v in source.format_options.items() if k not in MODEL_BOUND_OPTIONS}
+    extras, head_record = _moved_head(source, teacher, student, align) if head else ({}, None)
+    bound = [k for k in MODEL_BOUND_OPTIONS if not (head and k in HEAD_OPTIONS)]
+    options = {k: v for k, v in source.format_options.items() if k not in bound}
     return source.with_layers(
         layers,
         family=student_info.spec.name,
@@ -268,9 +307,11 @@ def transfer(
         model_type=student_info.config.model_type,
         hidden_size=student_info.dims.hidden_size,
         num_layers=student_info.dims.num_layers,
-        extras={},
+        extras=extras,
         format_options=options,
-        provenance=provenance(source, origin, teacher_info, student_info, lmap, record, similarity, layer_record),
+        provenance=provenance(
+            source, origin, teacher_info, student_info, lmap, record, similarity, layer_record, head_record
+        ),
     )
 
 
