@@ -440,7 +440,9 @@ def test_run_ids_do_not_depend_on_the_working_directory(setup, monkeypatch):
     assert not set(moved) & set(here)  # the data lies elsewhere relative to that folder: other runs
 
 
-@pytest.mark.parametrize("name", ["matching", "matching-sentence", "incompatible"])
+@pytest.mark.parametrize(
+    "name", ["matching", "matching-sentence", "incompatible", "beyond", "beyond-incompatible", "beyond-distill"]
+)
 def test_the_published_study_keeps_its_run_ids(name):
     """Options added later stay out of run ids at their defaults, so the committed study still resumes."""
     study = Path(__file__).resolve().parents[1] / "docs" / "results"
