@@ -35,8 +35,8 @@ class Run:
 
     kind: RunKind
     spec: dict[str, Any]
+    out: str  # the output folder: local data paths enter the id relative to it
     needs: tuple[str, ...] = field(default=())
-    out: str = "."
 
     @property
     def id(self) -> str:

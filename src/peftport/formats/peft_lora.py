@@ -23,6 +23,19 @@ LORA_KEY = re.compile(r"^(?P<path>.+)\.(?P<role>lora_[AB])(?:\.[^.]+)?\.weight$"
 KEPT_OPTIONS = ("task_type", "modules_to_save", "revision")
 
 
+def task_head(module: PeftModule) -> dict[str, torch.Tensor]:
+    """The task head a peft module was saved with (its ``modules_to_save``), keyed as in the task model
+    (``classifier.weight``); empty when it has none."""
+    saved = module.format_options.get("modules_to_save") or []
+    bare = {key.removeprefix(WRAPPER): tensor for key, tensor in module.extras.items()}
+    return {key: tensor for key, tensor in bare.items() if key.split(".", 1)[0] in saved}
+
+
+def head_extras(head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Task-head tensors keyed as in the task model, keyed as a peft module's extras."""
+    return {WRAPPER + key: tensor for key, tensor in head.items()}
+
+
 def sniff(config: dict[str, Any]) -> bool:
     """Whether an ``adapter_config.json`` was written by peft."""
     return "peft_type" in config

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from peftport.architectures.spec import ArchitectureSpec
 from peftport.errors import PeftportError
+from peftport.formats.peft_lora import WRAPPER
 
 ADAPTER_NAME = "task"
 
@@ -68,8 +69,7 @@ def read_head(module_dir: Path) -> dict[str, torch.Tensor]:
     peft_file = module_dir / "adapter_model.safetensors"
     if not peft_file.is_file():
         raise PeftportError(f"no task head saved in {module_dir}")
-    prefix = "base_model.model."
-    head = {k[len(prefix) :]: v for k, v in load_file(str(peft_file)).items() if "lora_" not in k}
+    head = {k.removeprefix(WRAPPER): v for k, v in load_file(str(peft_file)).items() if "lora_" not in k}
     if not head:
         raise PeftportError(f"no task head saved in {module_dir}")
     return head

@@ -19,7 +19,7 @@ from peftport.core.module import LayerTensors, PeftModule, lora_settings
 from peftport.core.remap import Merge, mean_roles, remap_layers
 from peftport.errors import ArchitectureError, ModuleFormatError, PeftportError, ShapeMismatchError
 from peftport.formats.peft_lora import NAME as PEFT_FORMAT
-from peftport.formats.peft_lora import WRAPPER
+from peftport.formats.peft_lora import head_extras, task_head
 from peftport.formats.registry import detect_format, load_module
 from peftport.pipelines.alignment import (
     AlignOptions,
@@ -144,16 +144,11 @@ def provenance(
     }
 
 
-def teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
-    """The task head a peft module was saved with (its ``modules_to_save``), keyed as in the task model."""
-    saved = source.format_options.get("modules_to_save") or []
+def _teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
+    saved = source.format_options.get("modules_to_save")
     if source.format_options.get("source_format") != PEFT_FORMAT or not saved:
         raise PeftportError("moving the head needs a peft module saved with its task head (modules_to_save)")
-    head = {
-        key.removeprefix(WRAPPER): tensor
-        for key, tensor in source.extras.items()
-        if key.removeprefix(WRAPPER).split(".", 1)[0] in saved
-    }
+    head = task_head(source)
     if not head:
         raise PeftportError(f"the module lists modules_to_save {saved} but its file holds no head weights")
     return head
@@ -162,14 +157,14 @@ def teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
 def _moved_head(
     source: PeftModule, teacher: str, student: str, align: AlignOptions | Alignment | None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The head for the student, as peft keys: copied for equal widths, else aligned by the last layers."""
-    head = teacher_head(source)
+    """The head for the student, as peft extras: copied for equal widths, else aligned by the last layers."""
+    head = _teacher_head(source)
     if align is None:
-        return {WRAPPER + k: v for k, v in head.items()}, {"method": "copied"}
+        return head_extras(head), {"method": "copied"}
     if not isinstance(align, AlignOptions):
         raise PeftportError("a saved alignment holds no final-layer alignment for the head: probe with the transfer")
     moved, record = aligned_head(head, teacher, student, align)
-    return {WRAPPER + k: v for k, v in moved.items()}, {"method": "aligned", **record}
+    return head_extras(moved), {"method": "aligned", **record}
 
 
 def _aligned(
