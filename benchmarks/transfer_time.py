@@ -1,7 +1,9 @@
-"""Benchmark: wall time of one aligned transfer (probe + correlate + assign + prune) on real architectures.
+"""Benchmark: wall time of one aligned transfer (probe + correlate + assign + prune, or probe + fit maps +
+project) on real architectures.
 
     python benchmarks/transfer_time.py --teacher MPNET_DIR --student MINILM_DIR \\
-        --probe-data ../shared/data/wikineural/en/val.conllu.gz [--sentences 1000] [--device cuda]
+        --probe-data ../shared/data/wikineural/en/val.conllu.gz [--sentences 1000] [--device cuda] \\
+        [--method correlation|projection]
 
 ``--random-init`` builds both models from their ``config.json`` (tokenizer files beside it) with
 random weights: the time is the same as with trained weights, and only configs need to travel.
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lora-b", default="input", choices=["input", "output"])
+    parser.add_argument("--method", default="correlation", choices=["correlation", "projection"])
     parser.add_argument("--device", default=None)
     parser.add_argument("--random-init", action="store_true")
     args = parser.parse_args()
@@ -70,7 +73,12 @@ def main() -> None:
             teacher, student = random_copy(teacher, root / "teacher"), random_copy(student, root / "student")
         module = teacher_lora(teacher, root / "lora")
         options = AlignOptions(
-            args.probe_data, args.sentences, lora_b=args.lora_b, batch_size=args.batch_size, device=args.device
+            args.probe_data,
+            args.sentences,
+            lora_b=args.lora_b,
+            batch_size=args.batch_size,
+            device=args.device,
+            method=args.method,
         )
         transfer(module, str(teacher), str(student), "skip", AlignOptions(args.probe_data, 8, device=args.device))
         started = time.perf_counter()
@@ -82,7 +90,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(
         f"{t['family']} {t['num_layers']}x{t['hidden_size']} -> {s['family']} {s['num_layers']}x{s['hidden_size']}, "
-        f"LoRA q,v r8, skip, lora-b {args.lora_b}: {seconds:.1f} s for {record['texts']} texts / "
+        f"LoRA q,v r8, skip, {args.method}, lora-b {options.lora_b}: {seconds:.1f} s for {record['texts']} texts / "
         f"{record['shared_tokens']} shared tokens ({record['shared_tokens'] / seconds:.0f} tokens/s) on {name}"
     )
 

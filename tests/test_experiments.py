@@ -21,7 +21,7 @@ from peftport.experiments import runner
 from peftport.experiments.config import load_config
 from peftport.experiments.grid import expand
 from peftport.experiments.store import TRANSFERS_DIR, claim, read_index, release
-from peftport.reports.experiment import is_paper_method, summarise
+from peftport.reports.experiment import HEADER, is_paper_method, summarise, table_rows
 from peftport.reports.report_files import write_report
 from tiny_models import save_tiny_model
 from tiny_tokenizers import WORDS, probe_sentences, save_metaspace_bpe, save_wordpiece
@@ -229,7 +229,7 @@ def test_students_can_distil_from_the_teacher(setup, monkeypatch, pair, task):
     assert cell.transfer.endswith("+distill(w0.7,T2)") and cell.seeds == 1
 
 
-def _record(kind, score, variant=None, transfer=None):
+def _record(kind, score, variant=None, transfer=None, zero=0.0):
     record = {
         "id": f"{kind}-{score}",
         "kind": kind,
@@ -242,7 +242,7 @@ def _record(kind, score, variant=None, transfer=None):
         "metric": "f1",
         "transfer": transfer,
         "final": {"f1": score},
-        "zero_step": {"f1": 0.0},
+        "zero_step": {"f1": zero},
         "curve": [{"step": 10, "f1": score}],
     }
     return {**record, "teacher_run": "teacher-0.9"} | ({"variant": variant} if variant else {})
@@ -449,3 +449,40 @@ def test_the_published_study_keeps_its_run_ids(name):
     published = {record["id"] for record in read_index(study / "study")}
     runs = expand(load_config(study / f"{name}.yaml"), study / "study")
     assert runs and [r.id for r in runs if r.id not in published] == []
+
+
+def test_zero_step_scores_of_transferred_and_baseline_students_stand_side_by_side():
+    records = [
+        _record("teacher", 0.9),
+        _record("baseline", 0.2, zero=0.01),
+        _record("transferred", 0.3, transfer="skip+proj+head", zero=0.55),
+    ]
+    (cell,) = summarise(records)
+    assert cell.zero_step == pytest.approx(0.55) and cell.baseline_zero_step == pytest.approx(0.01)
+    (row,) = table_rows([cell])
+    assert row[HEADER.index("zero-step")] == "55.0 (base 1.0)"
+
+
+def test_grid_runs_projection_and_uniform_transfers_across_widths(setup):
+    from peftport.pipelines.trainable import read_head
+
+    root, models = setup
+    projection = {"align": "projection", "probe_data": str(root / "probe.txt")}
+    config = load_config(
+        _write(
+            root,
+            "widths",
+            pairs=_pair_of(models, "wide", "student"),
+            tasks=[NER],
+            transfers=[{**projection, "head": "teacher"}, projection, {"align": "uniform"}],
+        )
+    )
+    out = root / "widths-out"
+    runner.run_experiment(config, out)
+    moved = {r["transfer"]: r for r in read_index(out) if r["kind"] == "transferred"}
+    assert set(moved) == {"skip+proj+head", "skip+proj", "skip+uniform"}
+    assert 0 < moved["skip+proj"]["alignment"] <= 1  # the held-out R^2 of the student -> teacher maps
+    assert moved["skip+proj+head"]["head_alignment"]["alignment"] == "projection"
+    assert moved["skip+uniform"]["alignment"] != moved["skip+uniform"]["alignment"]  # NaN: nothing was measured
+    head = read_head(out / "runs" / moved["skip+proj+head"]["id"] / "module")
+    assert head["classifier.weight"].shape[1] == 32

@@ -108,13 +108,11 @@ def _align_options(
     lora_b: str,
     device: Optional[str],
     matcher: str = "hungarian",
-    purpose: str = "correlation alignment",
+    method: str = "correlation",
 ):
     from peftport.pipelines.alignment import AlignOptions
 
-    if not probe_data:
-        raise PeftportError(f"{purpose} needs probe texts: give --probe-data FILE")
-    return AlignOptions(probe_data, sentences, token_match, lora_b, device=device, matcher=matcher)
+    return AlignOptions(probe_data, sentences, token_match, lora_b, device=device, matcher=matcher, method=method)
 
 
 @app.command()
@@ -124,7 +122,13 @@ def transfer(
     module: Annotated[Path, typer.Option(help="Teacher module directory (peft or AdapterHub).")],
     out: Out,
     layer_map: LayerMapOption = "skip",
-    align: Annotated[str, typer.Option(help="'none' (equal widths) or 'correlation' (prune and align).")] = "none",
+    align: Annotated[
+        str,
+        typer.Option(
+            help="'none' (equal widths), 'correlation' (the paper's prune and align), 'projection' (ridge maps "
+            "between the hidden spaces; any widths) or 'uniform' (data-free evenly spaced selection)."
+        ),
+    ] = "none",
     alignment: Annotated[Optional[Path], typer.Option(help="Reuse an alignment saved by `peftport align`.")] = None,
     probe_data: ProbeData = None,
     probe_sentences: ProbeSentences = 1000,
@@ -148,24 +152,24 @@ def transfer(
     format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
     force: Force = False,
 ) -> None:
-    """Initialise a student module from a teacher module; narrower students need --align correlation."""
+    """Initialise a student module from a teacher module; students of another width need --align."""
     from peftport.formats.atomic import check_writable
     from peftport.formats.registry import save_module
-    from peftport.pipelines.alignment import load_alignment
+    from peftport.pipelines.alignment import ALIGN_METHODS, load_alignment
     from peftport.pipelines.transfer import transfer as run_transfer
     from peftport.zoo import resolve_model
 
     with user_errors():
         check_writable(out, force)
-        if align not in ("none", "correlation"):
-            raise PeftportError(f"unknown alignment '{align}': use none or correlation")
+        if align not in ("none", *ALIGN_METHODS):
+            raise PeftportError(f"unknown alignment '{align}': use none, {', '.join(ALIGN_METHODS)}")
         if head and format not in (None, "peft"):
             raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
         how = None
         if alignment is not None:
             how = load_alignment(alignment)
-        elif align == "correlation":
-            how = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher)
+        elif align != "none":
+            how = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher, align)
         probe = None
         if layer_map == "cka" and probe_data:
             probe = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher)
@@ -186,7 +190,12 @@ def transfer(
     pairs = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap["sources"]))
     console.print(f"wrote {out} ({result.kind}, {len(result.layers)} layers, map {lmap['method']}: {pairs})")
     record = result.provenance.get("alignment")
-    if record:
+    if record and record["method"] == "projection":
+        console.print(
+            f"maps fitted on {record['shared_tokens']} shared tokens from {record['texts']} texts; held-out R^2 "
+            f"student->teacher {record['mean_r2_to_teacher']:.3f}, teacher->student {record['mean_r2_to_student']:.3f}"
+        )
+    elif record and record["method"] == "correlation":
         console.print(
             f"aligned on {record['shared_tokens']} shared tokens from {record['texts']} texts; "
             f"mean matched correlation {record['mean_matched_correlation']:.3f}"
@@ -198,8 +207,9 @@ def transfer(
         )
     if head:
         moved = result.provenance["head"]
-        quality = moved.get("mean_matched_correlation")
-        console.print(f"task head {moved['method']}" + (f" (final-layer correlation {quality:.3f})" if quality else ""))
+        quality, measure = moved.get("mean_matched_correlation"), "held-out R^2" if moved.get("fit") else "correlation"
+        known = isinstance(quality, float) and quality == quality
+        console.print(f"task head {moved['method']}" + (f" (final-layer {measure} {quality:.3f})" if known else ""))
 
 
 @app.command()
@@ -213,10 +223,13 @@ def align(
     token_match: TokenMatch = "offsets",
     lora_b: LoraB = "input",
     matcher: Matcher = "hungarian",
+    method: Annotated[str, typer.Option(help="correlation (select dimensions) or projection (fit maps).")] = (
+        "correlation"
+    ),
     device: Device = None,
     force: Force = False,
 ) -> None:
-    """Compute a correlation alignment for every slot once; reuse it with `transfer --alignment DIR`."""
+    """Compute an alignment for every slot once; reuse it with `transfer --alignment DIR`."""
     from peftport.architectures.models import describe_model
     from peftport.core.layer_maps import build_layer_map
     from peftport.formats.atomic import check_writable
@@ -226,14 +239,16 @@ def align(
 
     with user_errors():
         check_writable(out, force)
-        options = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher)
+        if method not in ("correlation", "projection"):
+            raise PeftportError(f"unknown alignment method '{method}': use correlation or projection")
+        options = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher, method)
         teacher, student = resolve_model(teacher), resolve_model(student)
         t_info, s_info = describe_model(teacher), describe_model(student)
         if layer_map == "cka":
             lmap, _ = cka_layer_map(teacher, student, options, console=errors)
         else:
             lmap = build_layer_map(layer_map, t_info.dims.num_layers, s_info.dims.num_layers)
-        points = [p for p in all_points(t_info.spec, lora_b) if p.split(":", 1)[1] in s_info.spec.slots]
+        points = [p for p in all_points(t_info.spec, options.lora_b) if p.split(":", 1)[1] in s_info.spec.slots]
         result = compute_alignment(teacher, student, lmap, points, options, console=errors)
         save_alignment(result, out, force=force)
     details = result.details

@@ -26,13 +26,23 @@ class PointAlignment:
     tokens: int
     mean_matched: float
     mean_best: float
-    projection: torch.Tensor | None = None  # (d_s, d_t) for rotations and soft matches; None: ``index`` selects
+    projection: torch.Tensor | None = None  # (d_s, d_t) for rotations, soft matches, fitted maps; None: ``index``
+    lift: torch.Tensor | None = None  # (d_t, d_s) fitted map from student to teacher activations (projection)
+    fit: dict[str, float] | None = None  # projection: held-out R^2 and ridge of both maps
 
     def matrix(self, teacher_dim: int) -> torch.Tensor:
-        """The ``(d_s, d_t)`` map from teacher to student dimensions."""
+        """The ``(d_s, d_t)`` map from teacher to student dimensions: what a module *writes* goes through it."""
         if self.projection is not None:
             return self.projection
         return one_hot(self.index, teacher_dim)
+
+    def input_matrix(self, teacher_dim: int) -> torch.Tensor:
+        """The ``(d_s, d_t)`` matrix for axes a module *reads*: ``A' = A @ input_matrix.T``.
+
+        A fitted map reads through the transposed lift (``A' = A @ M``, ``M`` predicting the teacher's
+        activations from the student's); selections and rotations read and write through the same matrix.
+        """
+        return self.lift.T if self.lift is not None else self.matrix(teacher_dim)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (a projection matrix is stored beside it, see ``pipelines.alignment``)."""
@@ -42,6 +52,7 @@ class PointAlignment:
             "mean_matched_correlation": self.mean_matched,
             "mean_best_correlation": self.mean_best,
             "projection": None if self.projection is None else list(self.projection.shape),
+            **({"fit": self.fit} if self.fit is not None else {}),
         }
 
     @classmethod
@@ -52,6 +63,7 @@ class PointAlignment:
             tokens=int(data["tokens"]),
             mean_matched=float(data["mean_matched_correlation"]),
             mean_best=float(data["mean_best_correlation"]),
+            fit=data.get("fit"),
         )
 
 

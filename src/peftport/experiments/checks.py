@@ -17,9 +17,12 @@ def _check_pair(config: ExperimentConfig, index: int, pair: PairConfig) -> None:
     except PeftportError as exc:
         raise PeftportError(f"{where}: {exc}") from None
     t_width, s_width = teacher.dims.hidden_size, student.dims.hidden_size
-    if s_width > t_width:
-        raise PeftportError(f"{where}: the student is wider ({s_width}) than the teacher ({t_width})")
     for number, transfer in enumerate(config.transfers):
+        if s_width > t_width and transfer.align != "projection":
+            raise PeftportError(
+                f"{where}: the student is wider ({s_width}) than the teacher ({t_width}); only align: projection "
+                f"maps to a wider model (transfers[{number}])"
+            )
         if transfer.align == "none" and s_width != t_width:
             raise PeftportError(
                 f"transfers[{number}]: hidden sizes differ in {where} ({t_width} -> {s_width}): use align: correlation"

@@ -33,7 +33,9 @@ class TransferConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     layer_map: str = "skip"
-    align: Literal["none", "correlation"] = "none"
+    align: Literal["none", "correlation", "projection", "uniform"] = Field(
+        "none", description="none (equal widths), correlation (the paper's), projection (fitted maps), uniform"
+    )
     probe_data: str | None = Field(None, description="default: the task's train split")
     probe_sentences: int = Field(1000, gt=0)
     token_match: Literal["offsets", "strings"] = "offsets"
@@ -47,13 +49,18 @@ class TransferConfig(BaseModel):
 
     @property
     def probes(self) -> bool:
-        """Whether the transfer runs both models on probe texts (alignment or a CKA layer map)."""
-        return self.align != "none" or self.layer_map == "cka"
+        """Whether the transfer runs both models on probe texts (a probing alignment or a CKA layer map)."""
+        return self.align in ("correlation", "projection") or self.layer_map == "cka"
 
     @property
     def label(self) -> str:
-        """Short name for tables: ``skip``, ``skip+head``, ``skip+corr(offsets,input)``, ``cka+procrustes`` ..."""
-        name = self.layer_map if self.align == "none" else f"{self.layer_map}+corr({self.token_match},{self.lora_b})"
+        """Short name for tables: ``skip``, ``skip+head``, ``skip+corr(offsets,input)``, ``skip+proj`` ..."""
+        name = {
+            "none": self.layer_map,
+            "correlation": f"{self.layer_map}+corr({self.token_match},{self.lora_b})",
+            "projection": f"{self.layer_map}+proj",
+            "uniform": f"{self.layer_map}+uniform",
+        }[self.align]
         extras = [
             self.matcher if self.matcher != "hungarian" else "",
             f"min{self.min_quality:g}" if self.min_quality is not None else "",

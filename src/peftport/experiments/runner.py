@@ -92,12 +92,13 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
     if (cached / "transfer.json").is_file():
         return cached / "module", {**json.loads((cached / "transfer.json").read_text()), "transfer_cached": True}
     options = TransferConfig.model_validate(spec["transfer"])
-    probe = None
+    probe = align = None
+    texts = options.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
+    settings = (options.probe_sentences, options.token_match, options.lora_b)
     if options.probes:
-        texts = options.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
-        probe = AlignOptions(
-            texts, options.probe_sentences, options.token_match, options.lora_b, matcher=options.matcher
-        )
+        probe = AlignOptions(texts, *settings, matcher=options.matcher)
+    if options.align != "none":
+        align = AlignOptions(texts, *settings, matcher=options.matcher, method=options.align)
     teacher_module = run_dir(out, spec["teacher_run"]) / "module"
     start = time.perf_counter()
     moved = transfer(
@@ -105,7 +106,7 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
         resolve_model(spec["teacher"]),
         resolve_model(spec["model"]),
         options.layer_map,
-        probe if options.align == "correlation" else None,
+        align,
         probe=probe,
         min_quality=options.min_quality,
         lora_svd=options.lora_svd,
@@ -116,9 +117,9 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
         "alignment": (moved.provenance.get("alignment") or {}).get("mean_matched_correlation"),
     }
     head = None
-    if options.head == "teacher" and options.align == "correlation":
+    if options.head == "teacher" and align is not None:
         head, facts["head_alignment"] = aligned_head(
-            read_head(teacher_module), resolve_model(spec["teacher"]), resolve_model(spec["model"]), probe
+            read_head(teacher_module), resolve_model(spec["teacher"]), resolve_model(spec["model"]), align
         )
     with atomic_directory(cached, force=True) as staging:
         save_module(moved, staging / "module")

@@ -1,11 +1,14 @@
-"""Compute, save and load alignments (probe -> correlate -> assign) for a teacher/student pair."""
+"""Compute alignments for a teacher/student pair: probe -> correlate -> assign, probe -> fit maps, or select.
+
+Three methods: ``correlation`` (the paper's: Pearson correlation of matched tokens, then a matcher),
+``projection`` (ridge least-squares maps between the two spaces, see ``core.projection``) and
+``uniform`` (data-free evenly spaced selection, see ``core.selection``).
+"""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,27 +18,34 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from peftport.architectures.models import describe_model
 from peftport.architectures.spec import HEAD_DIMENSIONS, ArchitectureSpec, ModelDims
 from peftport.core.alignment import Alignment, PointAlignment
+from peftport.core.correlation import CorrelationAccumulator
 from peftport.core.layer_maps import LayerMap
 from peftport.core.matchers import Match, block_match, get_matcher
 from peftport.core.module import BottleneckSettings, LoraSettings, PeftModule
+from peftport.core.projection import MomentAccumulator, fit_map
 from peftport.core.pruning import ROLE_AXES, project_roles, prune_roles
 from peftport.core.remap import SlotTransform
+from peftport.core.selection import uniform_block_index, uniform_index
 from peftport.errors import PeftportError
-from peftport.formats.atomic import atomic_directory
+from peftport.pipelines.alignment_files import load_alignment, save_alignment  # noqa: F401  (re-exported)
 from peftport.probing.collect import ProbedModel, ProbeRequest, collect_correlations
 from peftport.probing.texts import read_probe_texts
 from peftport.probing.tokens import TOKEN_MATCHES
 
 LORA_B_MODES = ("input", "output")
-ALIGNMENT_FILE = "alignment.json"
-PROJECTIONS_FILE = "projections.safetensors"
+ALIGN_METHODS = ("correlation", "projection", "uniform")
+PROBING_METHODS = ("correlation", "projection")
 
 
 @dataclass(frozen=True)
 class AlignOptions:
-    """How to compute a correlation alignment (defaults follow the paper: 1000 probe sentences)."""
+    """How to compute an alignment (defaults follow the paper: correlation, 1000 probe sentences).
 
-    probe_data: str
+    ``method``: ``correlation`` (select by correlation), ``projection`` (fitted linear maps) or ``uniform``
+    (data-free; ``probe_data`` unused). The last two map LoRA B in its own output space, whatever ``lora_b``.
+    """
+
+    probe_data: str | None
     probe_sentences: int = 1000
     token_match: str = "offsets"
     lora_b: str = "input"
@@ -44,9 +54,16 @@ class AlignOptions:
     min_shared_tokens: int = 100
     device: str | None = None
     matcher: str = "hungarian"
+    method: str = "correlation"
 
     def __post_init__(self) -> None:
         get_matcher(self.matcher)
+        if self.method not in ALIGN_METHODS:
+            raise PeftportError(f"unknown alignment '{self.method}': use one of {', '.join(ALIGN_METHODS)}")
+        if self.method in PROBING_METHODS and not self.probe_data:
+            raise PeftportError(f"{self.method} alignment needs probe texts: give --probe-data FILE")
+        if self.method != "correlation":  # B is mapped in its own (output) space, never through the input's map
+            object.__setattr__(self, "lora_b", "output")
         if self.token_match not in TOKEN_MATCHES:
             raise PeftportError(f"unknown token matching '{self.token_match}': use one of {', '.join(TOKEN_MATCHES)}")
         if self.lora_b not in LORA_B_MODES:
@@ -105,11 +122,14 @@ def check_tokens(per_text: list[int], needed: int) -> None:
 def compute_alignment(
     teacher: str, student: str, lmap: LayerMap, points: list[str], options: AlignOptions, console: Console | None = None
 ) -> Alignment:
-    """Probe both models on the probe texts and assign dimensions for every mapped layer pair and point."""
+    """Probe both models on the probe texts and align every mapped layer pair and point (``uniform``: no probing)."""
+    if options.method == "uniform":
+        return uniform_alignment(teacher, student, lmap, points)
     texts = read_probe_texts(options.probe_data, options.probe_sentences)
     device = pick_device(options.device)
     probed_t, probed_s = load_probed(teacher, device), load_probed(student, device)
     requests = [ProbeRequest(i, t, p) for i, group in enumerate(lmap.sources) for t in group for p in points]
+    fitted = options.method == "projection"
     columns = (TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console or Console(stderr=True), transient=True) as progress:
         task = progress.add_task("probe", total=len(texts))
@@ -122,6 +142,7 @@ def compute_alignment(
             options.batch_size,
             options.max_length,
             on_batch=lambda n: progress.advance(task, n),
+            make_accumulator=MomentAccumulator if fitted else CorrelationAccumulator,
         )
     check_tokens(stats.per_text, options.min_shared_tokens)
     t_dims, s_dims = describe_model(teacher).dims, describe_model(student).dims
@@ -130,11 +151,14 @@ def compute_alignment(
     found = {}
     for request, accumulator in accumulators.items():
         if id(accumulator) not in solved:
-            space = point_space(probed_t.spec, request.point)
-            result = _match(accumulator.pearson(), space, t_dims, s_dims, matcher)
-            solved[id(accumulator)] = PointAlignment(
-                result.index, accumulator.count, result.mean_matched, result.mean_best, result.projection
-            )
+            if fitted:
+                solved[id(accumulator)] = fitted_point(accumulator)
+            else:
+                space = point_space(probed_t.spec, request.point)
+                result = _match(accumulator.pearson(), space, t_dims, s_dims, matcher)
+                solved[id(accumulator)] = PointAlignment(
+                    result.index, accumulator.count, result.mean_matched, result.mean_best, result.projection
+                )
         found[(request.student_layer, request.teacher_layer, request.point)] = solved[id(accumulator)]
     details = {
         **asdict(options),
@@ -144,6 +168,41 @@ def compute_alignment(
         "device": str(device),
         "layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]},
     }
+    return Alignment(teacher, student, found, details)
+
+
+def fitted_point(accumulator: MomentAccumulator) -> PointAlignment:
+    """Both ridge maps of one point: teacher -> student (``projection``, for what a module writes) and
+    student -> teacher (``lift``, for what it reads). Quality figures are the maps' held-out R^2."""
+    to_student, to_teacher = fit_map(accumulator, "student"), fit_map(accumulator, "teacher")
+    fit = {
+        "r2_to_teacher": to_teacher.r2,
+        "r2_to_student": to_student.r2,
+        "ridge_to_teacher": to_teacher.ridge,
+        "ridge_to_student": to_student.ridge,
+    }
+    projection = to_student.matrix.float()
+    index = projection.abs().argmax(1)
+    return PointAlignment(
+        index, accumulator.count, to_teacher.r2, to_student.r2, projection, to_teacher.matrix.float(), fit
+    )
+
+
+def uniform_alignment(teacher: str, student: str, lmap: LayerMap, points: list[str]) -> Alignment:
+    """Evenly spaced teacher dimensions for every mapped layer pair and point; reads only the configs."""
+    t_info, s_info = describe_model(teacher), describe_model(student)
+    t_dims, s_dims = t_info.dims, s_info.dims
+    found = {}
+    for point in points:
+        space = point_space(t_info.spec, point)
+        t_width, s_width = t_dims.width(space), s_dims.width(space)
+        heads = space in HEAD_DIMENSIONS and t_dims.head_dim is not None and t_dims.head_dim == s_dims.head_dim
+        index = uniform_block_index(t_width, s_width, t_dims.head_dim) if heads else uniform_index(t_width, s_width)
+        nan = float("nan")
+        for i, group in enumerate(lmap.sources):
+            for t in group:
+                found[(i, t, point)] = PointAlignment(index, 0, nan, nan)
+    details = {"method": "uniform", "layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}}
     return Alignment(teacher, student, found, details)
 
 
@@ -167,74 +226,33 @@ def _match(correlation: torch.Tensor, space: str, teacher: ModelDims, student: M
     return block_match(correlation, teacher.head_dim, matcher)
 
 
-def save_alignment(alignment: Alignment, directory: str | Path, force: bool = False) -> Path:
-    """Write ``alignment.json`` (and soft or rotation matrices in ``projections.safetensors``), atomically."""
-    from safetensors.torch import save_file
-
-    with atomic_directory(Path(directory), force=force) as staging:
-        text = json.dumps(alignment.to_dict(), indent=1, allow_nan=True)
-        (staging / ALIGNMENT_FILE).write_text(text + "\n", encoding="utf-8")
-        matrices = {
-            f"{s}/{t}/{p}": a.projection.clone()
-            for (s, t, p), a in alignment.points.items()
-            if a.projection is not None
-        }
-        if matrices:
-            save_file(matrices, str(staging / PROJECTIONS_FILE))
-    return Path(directory)
-
-
-def load_alignment(path: str | Path) -> Alignment:
-    """Read an alignment saved by :func:`save_alignment` (directory or the JSON file itself)."""
-    path = Path(path)
-    file = path / ALIGNMENT_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise PeftportError(f"no alignment at '{path}' (expected a directory with {ALIGNMENT_FILE})")
-    try:
-        alignment = Alignment.from_dict(json.loads(file.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PeftportError(f"corrupt alignment file {file}: {exc}") from None
-    return _with_projections(alignment, file.parent / PROJECTIONS_FILE)
-
-
-def _with_projections(alignment: Alignment, file: Path) -> Alignment:
-    from dataclasses import replace
-
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not file.is_file():
-        return alignment
-    try:
-        matrices = load_file(str(file))
-    except (SafetensorError, OSError) as exc:
-        raise PeftportError(f"corrupt projections file {file}: {exc}") from None
-    for key, matrix in matrices.items():
-        s, t, point = key.split("/", 2)
-        point_key = (int(s), int(t), point)
-        if point_key in alignment.points:
-            alignment.points[point_key] = replace(alignment.points[point_key], projection=matrix)
-    return alignment
-
-
 def alignment_record(alignment: Alignment, lmap: LayerMap, points: list[str]) -> dict[str, Any]:
-    """Manifest diagnostics: per student layer, teacher layers, tokens, correlations and index maps."""
+    """Manifest diagnostics: per student layer, teacher layers, tokens, quality figures and index maps.
+
+    ``mean_matched_correlation`` is each point's quality: the matched correlation for ``correlation``, the
+    held-out R^2 of the student -> teacher map for ``projection`` (``quality_measure`` says which).
+    """
     layers = []
     for i, group in enumerate(lmap.sources):
         entries = {f"{t}/{p}": alignment.get(i, t, p).to_dict() for t in group for p in points}
         layers.append({"student_layer": i, "teacher_layers": list(group), "points": entries})
+    method = alignment.details.get("method", "correlation")
     summary = {
         k: alignment.details.get(k)
         for k in ("probe_data", "texts", "shared_tokens", "token_match", "lora_b", "matcher")
     }
-    return {
-        "method": "correlation",
+    entries = [e for layer in layers for e in layer["points"].values()]
+    record = {
+        "method": method,
         **summary,
+        "quality_measure": "heldout_r2" if method == "projection" else "correlation",
         "layers": layers,
-        "mean_matched_correlation": _mean(
-            [e["mean_matched_correlation"] for layer in layers for e in layer["points"].values()]
-        ),
+        "mean_matched_correlation": _mean([e["mean_matched_correlation"] for e in entries]),
     }
+    if method == "projection":
+        record["mean_r2_to_teacher"] = _mean([e["fit"]["r2_to_teacher"] for e in entries])
+        record["mean_r2_to_student"] = _mean([e["fit"]["r2_to_student"] for e in entries])
+    return record
 
 
 def _mean(values: list[float]) -> float:
@@ -253,7 +271,8 @@ def _teacher_width(roles: dict[str, torch.Tensor], space: str) -> int:
 def prune_transform(module: PeftModule, alignment: Alignment, lora_b: str) -> SlotTransform:
     """The per-(student layer, teacher layer) pruning that :func:`remap_layers` applies before averaging.
 
-    Permutation alignments select teacher entries; rotations and soft matches project them.
+    Permutation alignments select teacher entries; rotations and soft matches project them; fitted maps
+    read through the student -> teacher map and write through the teacher -> student map.
     """
 
     def transform(student_layer: int, teacher_layer: int, slot: str, roles: dict[str, torch.Tensor]) -> dict:
@@ -266,7 +285,7 @@ def prune_transform(module: PeftModule, alignment: Alignment, lora_b: str) -> Sl
             return prune_roles(roles, found_in.index, found_out.index)
         return project_roles(
             roles,
-            found_in.matrix(_teacher_width(roles, "in")),
+            found_in.input_matrix(_teacher_width(roles, "in")),
             found_out.matrix(_teacher_width(roles, "out")),
         )
 

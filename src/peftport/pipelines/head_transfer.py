@@ -1,4 +1,4 @@
-"""Move a trained task head to a narrower student: align the final hidden states, then prune the head."""
+"""Move a trained task head to a student of another width: align the final hidden states, then map the head."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ def aligned_head(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The teacher's head with its hidden-size axes mapped to the student's by the final layers' alignment.
 
-    Exact in kind for token heads (a linear map of the last hidden states); for sentence heads that read
-    a pooled vector it assumes the pooled dimensions follow the token dimensions.
+    A selection keeps the aligned columns; a fitted projection applies the teacher's head to the student's
+    final states mapped into the teacher's space (``W' = W @ M``). Exact in kind for token heads (a linear
+    map of the last hidden states); for sentence heads that read a pooled vector it assumes the pooled
+    dimensions follow the token dimensions.
     """
     t_dims, s_dims = describe_model(teacher).dims, describe_model(student).dims
     widths = {tensor.shape[-1] for tensor in head.values() if tensor.dim() == 2}
@@ -30,5 +32,11 @@ def aligned_head(
     last_s, last_t = s_dims.num_layers - 1, t_dims.num_layers - 1
     final = LayerMap("final", tuple(() for _ in range(last_s)) + ((last_t,),))
     found = compute_alignment(teacher, student, final, [FINAL_POINT], options).get(last_s, last_t, FINAL_POINT)
-    record = {"point": FINAL_POINT, "tokens": found.tokens, "mean_matched_correlation": found.mean_matched}
-    return project_head(head, found.matrix(t_dims.hidden_size)), record
+    record = {
+        "point": FINAL_POINT,
+        "alignment": options.method,
+        "tokens": found.tokens,
+        "mean_matched_correlation": found.mean_matched,
+        **({"fit": found.fit} if found.fit else {}),
+    }
+    return project_head(head, found.input_matrix(t_dims.hidden_size)), record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,13 @@ def _check_widths(module: PeftModule, teacher: ModelInfo, student: ModelInfo) ->
     t, s = teacher.dims, student.dims
     if t.hidden_size < s.hidden_size:
         raise ShapeMismatchError(
-            f"hidden sizes differ (teacher {t.hidden_size}, student {s.hidden_size}): the student is wider, and "
-            "modules only move to models of equal or smaller width"
+            f"hidden sizes differ (teacher {t.hidden_size}, student {s.hidden_size}): the student is wider; "
+            "fit maps between the two spaces (--align projection --probe-data FILE)"
         )
     if t.hidden_size != s.hidden_size:
         raise ShapeMismatchError(
             f"hidden sizes differ (teacher {t.hidden_size}, student {s.hidden_size}): matching transfer needs "
-            "equal widths; use correlation alignment (--align correlation --probe-data FILE)"
+            "equal widths; align them (--align correlation|projection --probe-data FILE, or --align uniform)"
         )
     for slot in module.slots:
         for dim in (teacher.spec.slots[slot].in_dim, teacher.spec.slots[slot].out_dim):
@@ -75,15 +76,19 @@ def _check_widths(module: PeftModule, teacher: ModelInfo, student: ModelInfo) ->
                 )
 
 
-def _check_prunable(module: PeftModule, teacher: ModelInfo, student: ModelInfo, lora_b: str) -> None:
-    """Aligned transfer keeps a subset of teacher dimensions, so no student width may exceed the teacher's."""
+def _check_prunable(module: PeftModule, teacher: ModelInfo, student: ModelInfo, lora_b: str, method: str) -> None:
+    """Selecting transfers keep a subset of teacher dimensions, so no student width may exceed the teacher's
+    (fitted projections map any width to any other)."""
+    if method == "projection":
+        return
     for slot in module.slots:
         spec = teacher.spec.slots[slot]
         for dim in (spec.in_dim, spec.out_dim):
             if student.dims.width(dim) > teacher.dims.width(dim):
                 raise ShapeMismatchError(
                     f"the student's {dim} size ({student.dims.width(dim)}) exceeds the teacher's "
-                    f"({teacher.dims.width(dim)}): prune-and-align only moves modules to narrower models"
+                    f"({teacher.dims.width(dim)}): prune-and-align only moves modules to narrower models; "
+                    "use --align projection for a wider student"
                 )
         if module.kind == "lora" and lora_b == "input" and spec.in_dim != spec.out_dim:
             raise ShapeMismatchError(
@@ -175,8 +180,9 @@ def _aligned(
     align: AlignOptions | Alignment,
     merge: Merge,
 ) -> tuple[LayerTensors, dict[str, Any]]:
-    lora_b = align.lora_b if isinstance(align, AlignOptions) else align.details.get("lora_b", "input")
-    _check_prunable(source, teacher, student, lora_b)
+    details = asdict(align) if isinstance(align, AlignOptions) else align.details
+    lora_b, method = details.get("lora_b") or "input", details.get("method", "correlation")
+    _check_prunable(source, teacher, student, lora_b, method)
     points = module_points(source, lora_b)
     if isinstance(align, AlignOptions):
         align = compute_alignment(teacher.reference, student.reference, lmap, points, align)
@@ -191,7 +197,7 @@ def _layer_map(
     if isinstance(layer_map, LayerMap):
         lmap, similarity = layer_map, None
     elif layer_map == CKA_MAP:
-        if probe is None:
+        if probe is None or not probe.probe_data:
             raise PeftportError("the 'cka' layer map compares both models on probe texts: give --probe-data")
         lmap, similarity = cka_layer_map(teacher.reference, student.reference, probe)
     else:

@@ -151,8 +151,10 @@ def collect_correlations(
     batch_size: int = 32,
     max_length: int = 128,
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[dict[ProbeRequest, CorrelationAccumulator], TokenStats]:
-    """Streaming correlations for every request over ``texts``; memory O(d_s x d_t) per distinct pair of tensors.
+    make_accumulator: Callable[[int, int, torch.device], Any] = CorrelationAccumulator,
+) -> tuple[dict[ProbeRequest, Any], TokenStats]:
+    """Streaming statistics for every request over ``texts``: correlations by default, or what
+    ``make_accumulator(d_s, d_t, device)`` accumulates (it needs an ``update(student, teacher)``).
 
     Requests reading the same hidden states (e.g. the inputs of query and value) share one accumulator.
     """
@@ -160,7 +162,7 @@ def collect_correlations(
         r: (hook_target(teacher.spec, r.teacher_layer, r.point), hook_target(student.spec, r.student_layer, r.point))
         for r in requests
     }
-    shared: dict[tuple[Target, Target], CorrelationAccumulator] = {}
+    shared: dict[tuple[Target, Target], Any] = {}
     stats = TokenStats()
     targets = ({t for t, _ in pairs.values()}, {s for _, s in pairs.values()})
     batches = _matched_batches(teacher, student, texts, targets, token_match, batch_size, max_length, stats)
@@ -169,7 +171,7 @@ def collect_correlations(
             t_rows = gather_matched(t_hidden[t_target], matches, "teacher")
             s_rows = gather_matched(s_hidden[s_target], matches, "student")
             if (t_target, s_target) not in shared:
-                shared[(t_target, s_target)] = CorrelationAccumulator(s_rows.shape[1], t_rows.shape[1], teacher.device)
+                shared[(t_target, s_target)] = make_accumulator(s_rows.shape[1], t_rows.shape[1], teacher.device)
             shared[(t_target, s_target)].update(s_rows, t_rows)
         if on_batch is not None:
             on_batch(size)

@@ -37,6 +37,7 @@ class CellSummary:
     positive_share: float
     zero_step: float
     steps_to_baseline: float | None
+    baseline_zero_step: float = float("nan")  # the baseline before training: what the zero-step is compared with
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -77,7 +78,7 @@ def _module_variant(record: dict[str, Any]) -> str:
 def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dict[str, Any]]]) -> CellSummary:
     teacher_model, student, task, language, module_variant, transfer = key
     metric = runs[0]["metric"]
-    teach, base, moved, deltas, reach = [], [], [], [], []
+    teach, base, moved, deltas, reach, base_zero = [], [], [], [], [], []
     for r in runs:
         base_run = by_kind["baseline"].get((student, task, language, module_variant, str(r["seed"])))
         teacher_run = by_kind["teacher_id"].get((r.get("teacher_run"),)) or by_kind["teacher"].get(
@@ -88,6 +89,7 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
             teach.append(_score(teacher_run))
         if base_run:
             base.append(_score(base_run))
+            base_zero.append(_score(base_run, "zero_step"))
             deltas.append(_score(r) - _score(base_run))
             reach.append(_first_reaching(r["curve"], metric, _score(base_run)))
     reached = [s for s in reach if s is not None]
@@ -108,6 +110,7 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
         sum(d > 0 for d in deltas) / len(deltas) if deltas else float("nan"),
         statistics.fmean(_score(r, "zero_step") for r in runs),
         statistics.fmean(reached) if reached and len(reached) == len(reach) else None,
+        _stats(base_zero)[0],
     )
 
 
@@ -152,7 +155,7 @@ def table_rows(cells: list[CellSummary]) -> list[list[str]]:
             _fmt(c.transferred, c.transferred_std),
             f"{100 * c.delta:+.1f} ± {100 * c.delta_std:.1f}",
             f"{100 * c.positive_share:.0f}%",
-            f"{100 * c.zero_step:.1f}",
+            f"{100 * c.zero_step:.1f} (base {100 * c.baseline_zero_step:.1f})",
             "-" if c.steps_to_baseline is None else f"{c.steps_to_baseline:.0f}",
         ]
         for c in cells

@@ -63,9 +63,9 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "",
         f"{len(records)} finished runs. Scores are test-split {', '.join(sorted({c.metric for c in cells}))} "
         "in percent, mean ± std over seeds; delta = transferred - baseline, paired by seed; positive = share "
-        "of seeds with delta > 0; zero-step = transferred student before any training; steps to baseline = "
-        "first evaluated step at which the transferred student reaches the baseline's final score (mean over "
-        "seeds, '-' if some seed never does).",
+        "of seeds with delta > 0; zero-step = transferred student before any training (base: the baseline's); "
+        "steps to baseline = first evaluated step at which the transferred student reaches the baseline's final "
+        "score (mean over seeds, '-' if some seed never does).",
         "",
         f"{overall(cells)} ({PAPER_SHARE})" if cells else "No transferred runs yet.",
         "",

@@ -1,0 +1,100 @@
+"""Ridge maps between hidden spaces and uniform selection: pure functions on synthetic tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from peftport.core.alignment import PointAlignment
+from peftport.core.projection import MomentAccumulator, fit_map
+from peftport.core.selection import uniform_block_index, uniform_index
+from peftport.errors import ShapeMismatchError
+
+
+def _stream(student: torch.Tensor, teacher: torch.Tensor, batch: int = 37) -> MomentAccumulator:
+    accumulator = MomentAccumulator(student.shape[1], teacher.shape[1])
+    for start in range(0, student.shape[0], batch):
+        accumulator.update(student[start : start + batch], teacher[start : start + batch])
+    return accumulator
+
+
+@pytest.mark.parametrize(("d_s", "d_t"), [(6, 10), (8, 8), (10, 6)])
+def test_a_known_linear_map_is_recovered_in_both_directions(d_s, d_t):
+    generator = torch.Generator().manual_seed(0)
+    student = torch.randn(600, d_s, generator=generator, dtype=torch.float64) + 0.5
+    lift = torch.randn(d_t, d_s, generator=generator, dtype=torch.float64)
+    teacher = student @ lift.T
+    accumulator = _stream(student, teacher)
+    assert accumulator.count == 600 and accumulator.held_out.count == 120  # every fifth token held out
+    to_teacher = fit_map(accumulator, "teacher")
+    assert to_teacher.matrix.shape == (d_t, d_s)
+    torch.testing.assert_close(to_teacher.matrix, lift, atol=1e-5, rtol=1e-5)
+    assert to_teacher.r2 == pytest.approx(1.0, abs=1e-6)
+    to_student = fit_map(accumulator, "student")
+    assert to_student.matrix.shape == (d_s, d_t)
+    recovered = teacher @ to_student.matrix.T
+    if d_t >= d_s:  # the student is a function of the teacher exactly when the map is injective
+        torch.testing.assert_close(recovered, student, atol=1e-4, rtol=1e-4)
+        assert to_student.r2 == pytest.approx(1.0, abs=1e-5)
+    else:
+        assert to_student.r2 < 0.99
+
+
+def test_noise_lowers_the_held_out_fit_and_raises_the_chosen_ridge():
+    generator = torch.Generator().manual_seed(1)
+    student = torch.randn(80, 12, generator=generator, dtype=torch.float64)
+    lift = torch.randn(12, 12, generator=generator, dtype=torch.float64)
+    clean = fit_map(_stream(student, student @ lift.T), "teacher")
+    noisy_teacher = student @ lift.T + 3.0 * torch.randn(80, 12, generator=generator, dtype=torch.float64)
+    noisy = fit_map(_stream(student, noisy_teacher), "teacher")
+    assert clean.r2 > 0.999 and noisy.r2 < 0.7
+    assert noisy.ridge > clean.ridge
+
+
+def test_a_constant_dimension_does_not_break_the_solve():
+    student = torch.randn(200, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    student[:, 2] = 0.0
+    fitted = fit_map(_stream(student, student[:, :3] * 2), "teacher")
+    assert torch.isfinite(fitted.matrix).all()
+    torch.testing.assert_close(fitted.matrix[:, [0, 1]], 2 * torch.eye(3, dtype=torch.float64)[:, [0, 1]])
+
+
+def test_fit_needs_tokens_and_a_known_side():
+    accumulator = MomentAccumulator(2, 2)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        fit_map(accumulator, "teacher")
+    accumulator.update(torch.randn(10, 2), torch.randn(10, 2))
+    with pytest.raises(ValueError, match="target must be"):
+        fit_map(accumulator, "both")
+    with pytest.raises(ValueError, match="token counts differ"):
+        accumulator.update(torch.randn(3, 2), torch.randn(4, 2))
+
+
+def test_a_fitted_point_reads_through_the_transposed_lift_and_writes_through_the_projection():
+    lift, projection = torch.randn(5, 3), torch.randn(3, 5)
+    point = PointAlignment(torch.zeros(3, dtype=torch.long), 10, 0.9, 0.8, projection, lift)
+    assert torch.equal(point.input_matrix(5), lift.T) and torch.equal(point.matrix(5), projection)
+    selection = PointAlignment(torch.tensor([4, 0, 2]), 10, 0.9, 0.9)
+    assert torch.equal(selection.input_matrix(5), selection.matrix(5))
+
+
+@pytest.mark.parametrize(
+    ("teacher", "student", "expected"),
+    [(8, 4, [0, 2, 5, 7]), (768, 384, None), (5, 5, [0, 1, 2, 3, 4]), (7, 1, [0])],
+)
+def test_uniform_index_spreads_evenly_and_keeps_the_ends(teacher, student, expected):
+    index = uniform_index(teacher, student)
+    assert len(index) == student and len(set(index.tolist())) == student
+    assert index.tolist() == sorted(index.tolist()) and int(index.max()) < teacher
+    if expected is not None:
+        assert index.tolist() == expected
+    else:
+        assert index[0] == 0 and index[-1] == teacher - 1 and set((index[1:] - index[:-1]).tolist()) <= {2, 3}
+
+
+def test_uniform_selection_refuses_a_wider_student_and_keeps_whole_heads():
+    with pytest.raises(ShapeMismatchError, match="no wider than the teacher"):
+        uniform_index(4, 6)
+    assert uniform_block_index(12, 6, 3).tolist() == [0, 1, 2, 9, 10, 11]
+    with pytest.raises(ShapeMismatchError, match="whole heads"):
+        uniform_block_index(12, 5, 3)

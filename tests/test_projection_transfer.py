@@ -1,0 +1,215 @@
+"""Projection and uniform alignment end to end on tiny models.
+
+The exact twin is the teacher with its hidden (residual) dimensions permuted: the same function in
+another basis. A projection transfer must carry the module over exactly, so the student with the moved
+module computes the teacher-with-module's hidden states in the permuted basis, and with ``--head`` the
+same logits.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertModel
+
+from module_factory import make_adapterhub, make_peft_lora
+from peftport.core.selection import uniform_index
+from peftport.formats.registry import load_module
+from peftport.pipelines.alignment_files import load_alignment
+from tiny_models import save_tiny_model
+from tiny_tokenizers import probe_sentences, save_wordpiece
+
+HIDDEN = 32
+
+
+def _permute_residual(model: BertModel, perm: torch.Tensor) -> None:
+    """Rewrite a BERT so that its residual stream is ``old[..., perm]`` (attention and FFN insides unchanged)."""
+    with torch.no_grad():
+        emb = model.embeddings
+        for table in (emb.word_embeddings, emb.position_embeddings, emb.token_type_embeddings):
+            table.weight.copy_(table.weight[:, perm])
+        norms = [emb.LayerNorm]
+        for layer in model.encoder.layer:
+            for reader in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value,
+                           layer.intermediate.dense):  # fmt: skip
+                reader.weight.copy_(reader.weight[:, perm])
+            for writer in (layer.attention.output.dense, layer.output.dense):
+                writer.weight.copy_(writer.weight[perm, :])
+                writer.bias.copy_(writer.bias[perm])
+            norms += [layer.attention.output.LayerNorm, layer.output.LayerNorm]
+        for norm in norms:
+            norm.weight.copy_(norm.weight[perm])
+            norm.bias.copy_(norm.bias[perm])
+        model.pooler.dense.weight.copy_(model.pooler.dense.weight[perm][:, perm])
+        model.pooler.dense.bias.copy_(model.pooler.dense.bias[perm])
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    root = tmp_path_factory.mktemp("twins")
+    teacher_dir = save_wordpiece(save_tiny_model("bert", 2, root / "teacher", hidden=HIDDEN, vocab_size=200))
+    teacher = AutoModel.from_pretrained(str(teacher_dir))
+    with torch.no_grad():
+        # non-zero norm biases: hidden states then span all 32 dimensions; orthogonal linear weights: no
+        # output direction is nearly empty, so float32 activations determine the output maps exactly
+        generator = torch.Generator().manual_seed(5)
+        for name, param in teacher.named_parameters():
+            if "LayerNorm.bias" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+            elif name.startswith("encoder.") and name.endswith(".weight") and param.dim() == 2:
+                q, _ = torch.linalg.qr(torch.randn(max(param.shape), min(param.shape), generator=generator))
+                param.copy_(q if q.shape == param.shape else q.T)
+    teacher.save_pretrained(str(teacher_dir))
+    perm = torch.randperm(HIDDEN, generator=torch.Generator().manual_seed(9))
+    _permute_residual(teacher, perm)
+    twin_dir = root / "twin"
+    teacher.save_pretrained(str(twin_dir))
+    AutoTokenizer.from_pretrained(str(teacher_dir)).save_pretrained(str(twin_dir))
+    wide = save_wordpiece(save_tiny_model("bert", 2, root / "wide", hidden=64, vocab_size=200))
+    probe = root / "probe.txt"
+    probe.write_text("\n".join(probe_sentences(200, seed=11)) + "\n")
+    return {"teacher": teacher_dir, "twin": twin_dir, "wide": wide, "perm": perm, "probe": probe, "root": root}
+
+
+def _transfer(cli, teacher, student, module, out, *extra):
+    result = cli("transfer", "--teacher", teacher, "--student", student, "--module", module, "--out", out, *extra)
+    assert result.exit_code == 0, result.output
+    return result, json.loads((out / "peftport_manifest.json").read_text())
+
+
+def _hidden(model_dir, module_dir):
+    ids = torch.randint(5, 150, (3, 9), generator=torch.Generator().manual_seed(1))
+    model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(model_dir)), str(module_dir)).eval()
+    with torch.no_grad():
+        return model(input_ids=ids).last_hidden_state
+
+
+def test_the_twin_sanity_check_is_a_permuted_copy(twins):
+    ids = torch.randint(5, 150, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        t = AutoModel.from_pretrained(str(twins["teacher"]))(input_ids=ids).last_hidden_state
+        s = AutoModel.from_pretrained(str(twins["twin"]))(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(s, t[..., twins["perm"]], atol=1e-5, rtol=1e-5)
+
+
+def test_projection_moves_a_lora_to_an_exact_twin_exactly(twins, cli, tmp_path):
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "lora", task_model=False,
+                            slots=["attn_q", "attn_v", "ffn_out"])  # fmt: skip
+    result, manifest = _transfer(
+        cli, twins["teacher"], twins["twin"], module, tmp_path / "out", "--align", "projection",
+        "--probe-data", twins["probe"], "--probe-sentences", "200",
+    )  # fmt: skip
+    assert "held-out R^2" in result.stdout
+    record = manifest["alignment"]
+    assert record["method"] == "projection" and record["quality_measure"] == "heldout_r2"
+    assert record["lora_b"] == "output" and record["mean_r2_to_teacher"] > 0.999
+    point = record["layers"][1]["points"]["1/in:attn_q"]["fit"]
+    assert point["r2_to_teacher"] > 0.999 and point["ridge_to_teacher"] <= 1e-4
+    teacher, student = load_module(module), load_module(tmp_path / "out")
+    perm = twins["perm"]
+    for layer in range(2):  # readers of the residual take permuted columns, writers permuted rows
+        t, s = teacher.layers[layer], student.layers[layer]
+        torch.testing.assert_close(s["attn_q"]["lora_A"], t["attn_q"]["lora_A"][:, perm], atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(s["attn_q"]["lora_B"], t["attn_q"]["lora_B"], atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(s["ffn_out"]["lora_A"], t["ffn_out"]["lora_A"], atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(s["ffn_out"]["lora_B"], t["ffn_out"]["lora_B"][perm, :], atol=1e-4, rtol=1e-3)
+    with_module = _hidden(twins["teacher"], module)
+    bare = AutoModel.from_pretrained(str(twins["teacher"]))(input_ids=torch.randint(5, 150, (3, 9),
+                                     generator=torch.Generator().manual_seed(1))).last_hidden_state  # fmt: skip
+    assert (with_module - bare).abs().max() > 1e-2, "the module changes the teacher's output"
+    torch.testing.assert_close(_hidden(twins["twin"], tmp_path / "out"), with_module[..., perm], atol=1e-3, rtol=1e-3)
+
+
+def test_projection_moves_the_head_through_the_final_map(twins, cli, tmp_path):
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "cls", slots=["attn_q", "attn_v"])
+    _, manifest = _transfer(
+        cli, twins["teacher"], twins["twin"], module, tmp_path / "out", "--align", "projection",
+        "--probe-data", twins["probe"], "--head",
+    )  # fmt: skip
+    head = manifest["head"]
+    assert head["method"] == "aligned" and head["alignment"] == "projection" and head["fit"]["r2_to_teacher"] > 0.999
+    ids = torch.randint(5, 150, (4, 8), generator=torch.Generator().manual_seed(2))
+    logits = []
+    for model_dir, module_dir in ((twins["teacher"], module), (twins["twin"], tmp_path / "out")):
+        base = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+        with torch.no_grad():
+            logits.append(PeftModel.from_pretrained(base, str(module_dir)).eval()(input_ids=ids).logits)
+    torch.testing.assert_close(logits[1], logits[0], atol=1e-3, rtol=1e-3)
+
+
+def test_projection_reaches_a_wider_student_and_loads(twins, cli, tmp_path):
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "lora", task_model=False, slots=["attn_v"])
+    _, manifest = _transfer(
+        cli, twins["teacher"], twins["wide"], module, tmp_path / "out", "--align", "projection",
+        "--probe-data", twins["probe"],
+    )  # fmt: skip
+    assert manifest["student"]["hidden_size"] == 64
+    model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(twins["wide"])), str(tmp_path / "out"))
+    linear = model.base_model.model.encoder.layer[0].attention.self.value
+    assert linear.lora_A["default"].weight.shape == (4, 64) and linear.lora_B["default"].weight.shape == (64, 4)
+    assert torch.isfinite(linear.lora_A["default"].weight).all()
+    refused = cli("transfer", "--teacher", twins["teacher"], "--student", twins["wide"], "--module", module,
+                  "--out", tmp_path / "refused", "--align", "uniform")  # fmt: skip
+    assert refused.exit_code == 2 and "exceeds the teacher's" in refused.stderr and not (tmp_path / "refused").exists()
+
+
+def test_projection_maps_a_bottleneck_adapter(twins, cli, tmp_path):
+    module = make_adapterhub(twins["teacher"], "seq_bn", tmp_path / "adapter")
+    _transfer(cli, twins["teacher"], twins["twin"], module, tmp_path / "out", "--align", "projection",
+              "--probe-data", twins["probe"])  # fmt: skip
+    teacher, student = load_module(module), load_module(tmp_path / "out")
+    t, s = teacher.layers[1]["ffn_adapter"], student.layers[1]["ffn_adapter"]
+    perm = twins["perm"]
+    torch.testing.assert_close(s["down.weight"], t["down.weight"][:, perm], atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(s["up.weight"], t["up.weight"][perm, :], atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(s["up.bias"], t["up.bias"][perm], atol=1e-4, rtol=1e-3)
+
+
+def test_uniform_selects_evenly_spaced_dimensions_without_probe_data(twins, cli, tmp_path):
+    module = make_peft_lora(twins["wide"], "bert", tmp_path / "lora", task_model=False, slots=["attn_q", "ffn_out"])
+    result, manifest = _transfer(cli, twins["wide"], twins["teacher"], module, tmp_path / "out", "--align", "uniform")
+    assert manifest["alignment"]["method"] == "uniform"
+    index = torch.tensor(manifest["alignment"]["layers"][0]["points"]["0/in:attn_q"]["index"])
+    assert torch.equal(index, uniform_index(64, 32))
+    teacher, student = load_module(module), load_module(tmp_path / "out")
+    ffn = uniform_index(128, 64)  # the FFN's intermediate space: 2 x hidden
+    assert torch.equal(student.layers[1]["attn_q"]["lora_A"], teacher.layers[1]["attn_q"]["lora_A"][:, index])
+    assert torch.equal(student.layers[1]["ffn_out"]["lora_A"], teacher.layers[1]["ffn_out"]["lora_A"][:, ffn])
+    assert torch.equal(student.layers[1]["ffn_out"]["lora_B"], teacher.layers[1]["ffn_out"]["lora_B"][index, :])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--align", "projection"], "projection alignment needs probe texts"),
+        (["--align", "bogus"], "unknown alignment 'bogus': use none, correlation, projection, uniform"),
+    ],
+)
+def test_alignment_option_errors(twins, cli, tmp_path, extra, message):
+    module = make_peft_lora(twins["wide"], "bert", tmp_path / "lora", task_model=False, slots=["attn_q"])
+    result = cli("transfer", "--teacher", twins["wide"], "--student", twins["teacher"], "--module", module,
+                 "--out", tmp_path / "out", *extra)  # fmt: skip
+    assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_saved_projection_alignment_is_reused_with_both_maps(twins, cli, tmp_path):
+    saved = cli("align", "--teacher", twins["teacher"], "--student", twins["twin"], "--probe-data", twins["probe"],
+                "--method", "projection", "--out", tmp_path / "alignment")  # fmt: skip
+    assert saved.exit_code == 0, saved.output
+    alignment = json.loads((tmp_path / "alignment" / "alignment.json").read_text())
+    assert alignment["details"]["method"] == "projection" and alignment["details"]["lora_b"] == "output"
+    loaded = load_alignment(tmp_path / "alignment").get(1, 1, "in:attn_v")
+    assert loaded.lift is not None and loaded.lift.shape == (HIDDEN, HIDDEN) and loaded.projection is not None
+    assert loaded.fit["r2_to_teacher"] > 0.999
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "lora", task_model=False, slots=["attn_v"])
+    _transfer(cli, twins["teacher"], twins["twin"], module, tmp_path / "fresh", "--align", "projection",
+              "--probe-data", twins["probe"])  # fmt: skip
+    _, manifest = _transfer(cli, twins["teacher"], twins["twin"], module, tmp_path / "reused",
+                            "--alignment", tmp_path / "alignment")  # fmt: skip
+    assert manifest["alignment"]["method"] == "projection"
+    fresh, reused = load_module(tmp_path / "fresh"), load_module(tmp_path / "reused")
+    for role in ("lora_A", "lora_B"):
+        torch.testing.assert_close(reused.layers[1]["attn_v"][role], fresh.layers[1]["attn_v"][role])
