@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,12 @@ def main(
     ] = None,
 ) -> None:
     """Move PEFT modules (LoRA, bottleneck adapters) from a teacher model to a smaller student."""
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Warnings of peftport's own read one line, like its errors."""
+    return f"warning: {message}\n"
 
 
 @app.command()

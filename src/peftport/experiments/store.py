@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,24 @@ def run_dir(out: Path, run_id: str) -> Path:
     return out / RUNS_DIR / run_id
 
 
+class TornRecordWarning(UserWarning):
+    """A line of the results index is not a whole record (a crash cut it); it is skipped."""
+
+
 def read_index(out: Path) -> list[dict[str, Any]]:
-    """Records of finished runs (a torn last line from a crash is ignored)."""
+    """Records of finished runs; a line cut by a crash is reported (file and line number) and skipped."""
     path = out / INDEX_FILE
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            message = f"{path}:{number}: not a whole record (cut by a crash?), skipped"
+            warnings.warn(message, TornRecordWarning, stacklevel=2)
     return records
 
 
@@ -45,11 +53,20 @@ def finished(out: Path) -> set[str]:
 
 
 def append_index(out: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk."""
-    with (out / INDEX_FILE).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    """Append one JSON line, whole, and flush it to disk; after a line cut by a crash it starts a fresh line."""
+    path = out / INDEX_FILE
+    torn = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+    text = ("\n" if torn else "") + json.dumps(record, sort_keys=True) + "\n"
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 def clear_leftovers(out: Path, run_id: str) -> None:
