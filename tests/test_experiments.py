@@ -486,3 +486,44 @@ def test_grid_runs_projection_and_uniform_transfers_across_widths(setup):
     assert moved["skip+uniform"]["alignment"] != moved["skip+uniform"]["alignment"]  # NaN: nothing was measured
     head = read_head(out / "runs" / moved["skip+proj+head"]["id"] / "module")
     assert head["classifier.weight"].shape[1] == 32
+
+
+@pytest.mark.parametrize(
+    ("pair", "transfer", "target"),
+    [
+        (("teacher", "student"), {"layer_map": "skip", "head": "teacher"}, "logits"),
+        (("wide", "student"), {"align": "projection", "probe_sentences": 60}, "hidden"),
+    ],
+)
+def test_recovery_trains_the_transferred_module_towards_the_teacher(setup, pair, transfer, target):
+    from safetensors.torch import load_file
+
+    root, models = setup
+    recovery = {"recover_steps": 12, "recover_lr": 0.01}
+    config = load_config(
+        _write(
+            root,
+            f"recover-{target}",
+            pairs=_pair_of(models, *pair),
+            tasks=[NER],
+            transfers=[transfer, {**transfer, **recovery}],
+        )
+    )
+    out = root / f"recover-{target}-out"
+    runner.run_experiment(config, out)
+    moved = {r["transfer"]: r for r in read_index(out) if r["kind"] == "transferred"}
+    plain, recovered = sorted(moved, key=len)
+    assert recovered.endswith("+rec12") and plain == recovered.removesuffix("+rec12")
+    record = moved[recovered]["recovery"]
+    assert record["steps"] == 12 and record["target"] == target and record["seconds"] > 0
+    assert record["last_loss"] < record["first_loss"]
+    caches = {
+        json.loads((d / "transfer.json").read_text()).get("recovery") is not None: d
+        for d in (out / TRANSFERS_DIR).iterdir()
+    }
+    before, after = (load_file(str(caches[k] / "module" / "adapter_model.safetensors")) for k in (False, True))
+    lora = [k for k in before if "lora_A" in k]
+    assert lora and all(k in after for k in lora)
+    assert any(not torch.allclose(before[k], after[k]) for k in lora), "recovery moved the module"
+    assert (caches[True] / "module" / "peftport_manifest.json").is_file()
+    assert (caches[True] / "head.safetensors").is_file() == (target == "logits")

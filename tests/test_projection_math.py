@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from peftport.core.alignment import PointAlignment
-from peftport.core.projection import MomentAccumulator, fit_map
+from peftport.core.projection import MomentAccumulator, calibration_gain, fit_map, relative_update
 from peftport.core.selection import uniform_block_index, uniform_index
 from peftport.errors import ShapeMismatchError
 
@@ -98,3 +98,18 @@ def test_uniform_selection_refuses_a_wider_student_and_keeps_whole_heads():
     assert uniform_block_index(12, 6, 3).tolist() == [0, 1, 2, 9, 10, 11]
     with pytest.raises(ShapeMismatchError, match="whole heads"):
         uniform_block_index(12, 5, 3)
+
+
+def test_relative_update_and_calibration_give_the_student_the_teachers_relative_size():
+    generator = torch.Generator().manual_seed(3)
+    a_t, b_t = torch.randn(4, 10, generator=generator), torch.randn(12, 4, generator=generator)
+    a_s, b_s = torch.randn(4, 6, generator=generator), torch.randn(7, 4, generator=generator) * 30
+    gram = lambda d: (lambda x: x.T @ x / 50)(torch.randn(50, d, generator=generator, dtype=torch.float64))  # noqa: E731
+    t_in, t_out, s_in, s_out = gram(10), gram(12), gram(6), gram(7)
+    x = torch.randn(200, 10, generator=generator, dtype=torch.float64)
+    direct = ((x @ (b_t @ a_t).double().T) ** 2).sum(1).mean() / torch.trace(t_out)
+    assert relative_update(a_t, b_t, x.T @ x / 200, t_out) == pytest.approx(float(direct))
+    teacher, student = relative_update(a_t, b_t, t_in, t_out), relative_update(a_s, b_s, s_in, s_out)
+    gain = calibration_gain(teacher, student)
+    assert gain < 1 and relative_update(a_s, b_s * gain, s_in, s_out) == pytest.approx(teacher)
+    assert calibration_gain(0.0, student) == 1.0 and calibration_gain(teacher, float("nan")) == 1.0

@@ -108,6 +108,9 @@ def test_projection_moves_a_lora_to_an_exact_twin_exactly(twins, cli, tmp_path):
     assert record["lora_b"] == "output" and record["mean_r2_to_teacher"] > 0.999
     point = record["layers"][1]["points"]["1/in:attn_q"]["fit"]
     assert point["r2_to_teacher"] > 0.999 and point["ridge_to_teacher"] <= 1e-4
+    gains = record["calibration"]["gains"]
+    assert record["calibration"]["calibrated"] and len(gains) == 6  # 2 layers x 3 slots
+    assert all(g == pytest.approx(1.0, abs=1e-3) for g in gains.values()), "a twin needs no calibration"
     teacher, student = load_module(module), load_module(tmp_path / "out")
     perm = twins["perm"]
     for layer in range(2):  # readers of the residual take permuted columns, writers permuted rows
@@ -186,6 +189,8 @@ def test_uniform_selects_evenly_spaced_dimensions_without_probe_data(twins, cli,
     [
         (["--align", "projection"], "projection alignment needs probe texts"),
         (["--align", "bogus"], "unknown alignment 'bogus': use none, correlation, projection, uniform"),
+        (["--align", "uniform", "--recover-steps", "-1"], "recovery needs steps >= 0"),
+        (["--align", "uniform", "--recover-steps", "2", "--recover-lr", "0"], "a positive learning rate"),
     ],
 )
 def test_alignment_option_errors(twins, cli, tmp_path, extra, message):
@@ -213,3 +218,58 @@ def test_a_saved_projection_alignment_is_reused_with_both_maps(twins, cli, tmp_p
     fresh, reused = load_module(tmp_path / "fresh"), load_module(tmp_path / "reused")
     for role in ("lora_A", "lora_B"):
         torch.testing.assert_close(reused.layers[1]["attn_v"][role], fresh.layers[1]["attn_v"][role])
+
+
+def test_recovery_from_an_exact_transfer_starts_at_zero_loss(twins, cli, tmp_path):
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "cls", slots=["attn_q", "attn_v"])
+    result, manifest = _transfer(
+        cli, twins["teacher"], twins["twin"], module, tmp_path / "out", "--align", "projection",
+        "--probe-data", twins["probe"], "--head", "--recover-steps", "3",
+    )  # fmt: skip
+    record = manifest["recovery"]
+    assert record["target"] == "logits" and record["steps"] == 3 and "recovered 3 steps on logits" in result.stdout
+    assert record["first_loss"] < 1e-5, "the twin already computes the teacher's logits"
+    model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(str(twins["twin"])),
+                                      str(tmp_path / "out"))  # fmt: skip
+    assert model.base_model.model.classifier.modules_to_save["default"].weight.shape == (2, HIDDEN)
+
+
+def test_recovery_pulls_a_narrower_student_towards_the_teacher_and_loads(twins, cli, tmp_path):
+    module = make_peft_lora(twins["wide"], "bert", tmp_path / "lora", task_model=False, slots=["attn_q", "attn_v"])
+    _, plain = _transfer(cli, twins["wide"], twins["teacher"], module, tmp_path / "plain", "--align", "projection",
+                         "--probe-data", twins["probe"])  # fmt: skip
+    _, manifest = _transfer(
+        cli, twins["wide"], twins["teacher"], module, tmp_path / "out", "--align", "projection",
+        "--probe-data", twins["probe"], "--recover-steps", "15", "--recover-lr", "0.01",
+    )  # fmt: skip
+    record = manifest["recovery"]
+    assert record["target"] == "hidden" and record["last_loss"] < record["first_loss"]
+    before, after = load_module(tmp_path / "plain"), load_module(tmp_path / "out")
+    assert not torch.allclose(before.layers[0]["attn_q"]["lora_A"], after.layers[0]["attn_q"]["lora_A"])
+    model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(twins["teacher"])), str(tmp_path / "out"))
+    assert model.base_model.model.encoder.layer[1].attention.self.query.lora_A["default"].weight.shape == (4, HIDDEN)
+    assert "recovery" not in plain
+
+
+def test_recovery_needs_probe_texts(twins, cli, tmp_path):
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "lora", task_model=False, slots=["attn_q"])
+    result = cli("transfer", "--teacher", twins["teacher"], "--student", twins["twin"], "--module", module,
+                 "--out", tmp_path / "out", "--recover-steps", "2")  # fmt: skip
+    assert result.exit_code == 2 and "recovery trains on probe texts" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_gives_each_lora_update_the_teachers_relative_size(twins, cli, tmp_path):
+    module = make_peft_lora(twins["wide"], "bert", tmp_path / "lora", task_model=False, slots=["attn_q", "attn_v"])
+    common = ("--align", "projection", "--probe-data", twins["probe"])
+    _, raw = _transfer(cli, twins["wide"], twins["teacher"], module, tmp_path / "raw", *common, "--no-calibrate")
+    _, calibrated = _transfer(cli, twins["wide"], twins["teacher"], module, tmp_path / "cal", *common)
+    assert raw["alignment"]["calibration"] == {"calibrated": False, "gains": {}}
+    gains = calibrated["alignment"]["calibration"]["gains"]
+    assert len(gains) == 4 and any(abs(g - 1) > 1e-3 for g in gains.values())
+    before, after = load_module(tmp_path / "raw"), load_module(tmp_path / "cal")
+    for key, gain in gains.items():
+        layer, _, slot = key.split("/")
+        roles_b, roles_a = before.layers[int(layer)][slot], after.layers[int(layer)][slot]
+        torch.testing.assert_close(roles_a["lora_A"], roles_b["lora_A"])
+        torch.testing.assert_close(roles_a["lora_B"], roles_b["lora_B"] * gain, rtol=1e-4, atol=1e-6)

@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -155,6 +156,18 @@ def transfer(
             "--head", help="Move the task head too (peft modules_to_save): copied, or aligned by the last layers."
         ),
     ] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="With --align projection: give each LoRA update the teacher's size relative to its slot."),
+    ] = True,
+    recover_steps: Annotated[
+        int,
+        typer.Option(
+            help="Then train the student's module (and moved head) this many steps on the probe texts, without "
+            "labels, towards the teacher's outputs (logits with --head, else mapped final hidden states).",
+        ),
+    ] = 0,
+    recover_lr: Annotated[float, typer.Option(help="Learning rate of recovery.")] = 1e-3,
     device: Device = None,
     format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
     force: Force = False,
@@ -163,6 +176,7 @@ def transfer(
     from peftport.formats.atomic import check_writable
     from peftport.formats.registry import save_module
     from peftport.pipelines.alignment import ALIGN_METHODS, load_alignment
+    from peftport.pipelines.recovery import RecoveryOptions
     from peftport.pipelines.transfer import transfer as run_transfer
     from peftport.zoo import resolve_model
 
@@ -177,8 +191,9 @@ def transfer(
             how = load_alignment(alignment)
         elif align != "none":
             how = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher, align)
+            how = replace(how, calibrate=calibrate)
         probe = None
-        if layer_map == "cka" and probe_data:
+        if (layer_map == "cka" or recover_steps) and probe_data:
             probe = _align_options(probe_data, probe_sentences, token_match, lora_b, device, matcher)
         teacher, student = resolve_model(teacher), resolve_model(student)
         result = run_transfer(
@@ -191,6 +206,7 @@ def transfer(
             min_quality=min_quality,
             lora_svd=lora_svd,
             head=head,
+            recover=RecoveryOptions(recover_steps, recover_lr) if recover_steps else None,
         )
         save_module(result, out, format=format, force=force)
     lmap = result.provenance["layer_map"]
@@ -211,6 +227,12 @@ def transfer(
         errors.print(
             f"note: not transferred (outside the layers; --head moves a peft task head): "
             f"{', '.join(result.provenance['dropped'])}"
+        )
+    if recover_steps:
+        done = result.provenance["recovery"]
+        console.print(
+            f"recovered {done['steps']} steps on {done['target']} in {done['seconds']:.1f} s "
+            f"(loss {done['first_loss']:.4f} -> {done['last_loss']:.4f})"
         )
     if head:
         moved = result.provenance["head"]

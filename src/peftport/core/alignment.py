@@ -29,6 +29,8 @@ class PointAlignment:
     projection: torch.Tensor | None = None  # (d_s, d_t) for rotations, soft matches, fitted maps; None: ``index``
     lift: torch.Tensor | None = None  # (d_t, d_s) fitted map from student to teacher activations (projection)
     fit: dict[str, float] | None = None  # projection: held-out R^2 and ridge of both maps
+    # projection, not saved: per-token mean second moments (teacher (d_t, d_t), student (d_s, d_s)) for calibration
+    moments: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def matrix(self, teacher_dim: int) -> torch.Tensor:
         """The ``(d_s, d_t)`` map from teacher to student dimensions: what a module *writes* goes through it."""

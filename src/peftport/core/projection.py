@@ -68,6 +68,12 @@ class MomentAccumulator:
         """Tokens seen in both splits."""
         return self.fit.count + self.held_out.count
 
+    def mean_grams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token mean second moments ``E[t t^T]`` (teacher) and ``E[s s^T]`` (student) over all tokens."""
+        total = self.fit.merged(self.held_out)
+        n = max(total.count, 1)
+        return total.tt / n, total.ss / n
+
     def update(self, student: torch.Tensor, teacher: torch.Tensor) -> None:
         """Add matched tokens: ``student`` ``(n, d_s)``, ``teacher`` ``(n, d_t)``, row i = same token."""
         if student.shape[0] != teacher.shape[0]:
@@ -126,3 +132,27 @@ def fit_map(accumulator: MomentAccumulator, target: str, grid: tuple[float, ...]
     best = max(finite, key=lambda r: (finite[r], r)) if finite else grid[len(grid) // 2]
     xx, xy, _, _ = _sides(accumulator.fit.merged(accumulator.held_out), target)
     return LinearFit(_solve(xx, xy, best), best, scores[best])
+
+
+def relative_update(a: torch.Tensor, b: torch.Tensor, input_gram: torch.Tensor, output_gram: torch.Tensor) -> float:
+    """Mean squared size of a low-rank update ``B @ A x`` relative to the mean squared output it is added to,
+    from per-token mean second moments of the input ``x`` and of the output.
+
+    >>> a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0], [0.0]])
+    >>> relative_update(a, b, torch.eye(2), torch.eye(2) * 4)
+    0.5
+    """
+    delta = b.double() @ a.double()
+    update = torch.sum((delta @ input_gram.double()) * delta)
+    return float(update / torch.trace(output_gram.double()).clamp_min(1e-30))
+
+
+def calibration_gain(teacher: float, student: float) -> float:
+    """The factor on the student's update that gives it the teacher's relative size (1 when undefined).
+
+    >>> calibration_gain(0.04, 1.0)
+    0.2
+    """
+    if not (teacher > 0 and student > 0):
+        return 1.0
+    return (teacher / student) ** 0.5

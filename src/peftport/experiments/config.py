@@ -46,11 +46,18 @@ class TransferConfig(BaseModel):
     head: Literal["random", "teacher"] = Field(
         "random", description="student head: random, or the teacher's (pruned by the final layers' alignment)"
     )
+    calibrate: bool = Field(
+        True, description="projection: give each LoRA update the teacher's size relative to its slot's output"
+    )
+    recover_steps: int = Field(
+        0, ge=0, description="label-free steps on the probe texts towards the teacher's outputs after the transfer"
+    )
+    recover_lr: float | None = Field(None, gt=0, description="recovery learning rate (default: the students')")
 
     @property
     def probes(self) -> bool:
-        """Whether the transfer runs both models on probe texts (a probing alignment or a CKA layer map)."""
-        return self.align in ("correlation", "projection") or self.layer_map == "cka"
+        """Whether the transfer runs both models on probe texts (a probing alignment, a CKA layer map, recovery)."""
+        return self.align in ("correlation", "projection") or self.layer_map == "cka" or self.recover_steps > 0
 
     @property
     def label(self) -> str:
@@ -66,6 +73,8 @@ class TransferConfig(BaseModel):
             f"min{self.min_quality:g}" if self.min_quality is not None else "",
             "svd" if self.lora_svd else "",
             "head" if self.head == "teacher" else "",
+            "uncal" if self.align == "projection" and not self.calibrate else "",
+            f"rec{self.recover_steps}" if self.recover_steps else "",
         ]
         return "+".join([name, *[e for e in extras if e]])
 

@@ -112,7 +112,14 @@ def expand(config: ExperimentConfig, out: Path) -> list[Run]:
 
 # Options added after the first studies: left out of a run's spec while at their defaults, so the
 # ids (config hashes) of earlier runs stay valid and their results are reused.
-LATER_OPTIONS = {"matcher": "hungarian", "min_quality": None, "lora_svd": False}
+LATER_OPTIONS = {
+    "matcher": "hungarian",
+    "min_quality": None,
+    "lora_svd": False,
+    "recover_steps": 0,
+    "recover_lr": None,
+    "calibrate": True,
+}
 LATER_TRAINING = {"distill": None, "head_learning_rate": None}
 
 

@@ -21,6 +21,7 @@ from peftport import __version__
 from peftport.experiments.checks import check_experiment
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.experiments.grid import Run, expand
+from peftport.experiments.recovered import recover_transfer
 from peftport.experiments.store import (
     TRANSFERS_DIR,
     append_index,
@@ -78,14 +79,14 @@ def _transfer_key(spec: dict[str, Any]) -> str:
     """A transfer depends on the teacher run, the transfer options and the student only (the head only
     when it is aligned: a teacher head of equal width is read as it is)."""
     options = dict(spec["transfer"])
-    if options.get("align", "none") == "none":
-        options.pop("head", None)
+    if options.get("align", "none") == "none" and not options.get("recover_steps"):
+        options.pop("head", None)  # a copied head is read as it is; recovery trains it, so it counts there
     seeded = options.get("min_quality") is not None  # fresh layers are initialised with the run's seed
     text = json.dumps([spec["teacher_run"], options, spec["model"], spec["seed"] if seeded else None], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
+def _transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, Any]]:
     """The transferred module for ``run``, made once and kept in ``out/transfers`` for the other seeds."""
     spec = run.spec
     cached = out / TRANSFERS_DIR / _transfer_key(spec)
@@ -98,7 +99,9 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
     if options.probes:
         probe = AlignOptions(texts, *settings, matcher=options.matcher)
     if options.align != "none":
-        align = AlignOptions(texts, *settings, matcher=options.matcher, method=options.align)
+        align = AlignOptions(
+            texts, *settings, matcher=options.matcher, method=options.align, calibrate=options.calibrate
+        )
     teacher_module = run_dir(out, spec["teacher_run"]) / "module"
     start = time.perf_counter()
     moved = transfer(
@@ -121,10 +124,15 @@ def _transfer_init(run: Run, out: Path) -> tuple[Path, dict[str, Any]]:
         head, facts["head_alignment"] = aligned_head(
             read_head(teacher_module), resolve_model(spec["teacher"]), resolve_model(spec["model"]), align
         )
+    if options.head == "teacher" and align is None and options.recover_steps:
+        head = read_head(teacher_module)  # copied (equal widths); recovery trains it, so it travels with the module
     with atomic_directory(cached, force=True) as staging:
         save_module(moved, staging / "module")
         if head is not None:
             save_file(head, str(staging / HEAD_FILE))
+        if options.recover_steps:
+            models = (resolve_model(spec["teacher"]), resolve_model(spec["model"]))
+            facts["recovery"] = recover_transfer(spec, models, staging, teacher_module, data, align, texts)
         (staging / "transfer.json").write_text(json.dumps(facts))
     return cached / "module", {**facts, "transfer_cached": False}
 
@@ -158,7 +166,7 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
         (staging / "config.json").write_text(json.dumps({"kind": run.kind, **spec}, indent=1, sort_keys=True))
         init, extra = (None, {})
         if run.kind == "transferred":
-            init, extra = _transfer_init(run, out)
+            init, extra = _transfer_init(run, out, data.get(spec["task"], spec["language"]))
             extra["teacher_run"] = spec["teacher_run"]
         result = train_module(
             resolve_model(spec["model"]),

@@ -22,7 +22,7 @@ from peftport.core.correlation import CorrelationAccumulator
 from peftport.core.layer_maps import LayerMap
 from peftport.core.matchers import Match, block_match, get_matcher
 from peftport.core.module import BottleneckSettings, LoraSettings, PeftModule
-from peftport.core.projection import MomentAccumulator, fit_map
+from peftport.core.projection import MomentAccumulator, calibration_gain, fit_map, relative_update
 from peftport.core.pruning import ROLE_AXES, project_roles, prune_roles
 from peftport.core.remap import SlotTransform
 from peftport.core.selection import uniform_block_index, uniform_index
@@ -55,6 +55,7 @@ class AlignOptions:
     device: str | None = None
     matcher: str = "hungarian"
     method: str = "correlation"
+    calibrate: bool = True  # projection: give each LoRA update the teacher's size relative to its slot's output
 
     def __post_init__(self) -> None:
         get_matcher(self.matcher)
@@ -184,7 +185,14 @@ def fitted_point(accumulator: MomentAccumulator) -> PointAlignment:
     projection = to_student.matrix.float()
     index = projection.abs().argmax(1)
     return PointAlignment(
-        index, accumulator.count, to_teacher.r2, to_student.r2, projection, to_teacher.matrix.float(), fit
+        index,
+        accumulator.count,
+        to_teacher.r2,
+        to_student.r2,
+        projection,
+        to_teacher.matrix.float(),
+        fit,
+        accumulator.mean_grams(),
     )
 
 
@@ -268,11 +276,15 @@ def _teacher_width(roles: dict[str, torch.Tensor], space: str) -> int:
     return 0
 
 
-def prune_transform(module: PeftModule, alignment: Alignment, lora_b: str) -> SlotTransform:
+def prune_transform(
+    module: PeftModule, alignment: Alignment, lora_b: str, calibrate: bool = False, gains: dict | None = None
+) -> SlotTransform:
     """The per-(student layer, teacher layer) pruning that :func:`remap_layers` applies before averaging.
 
     Permutation alignments select teacher entries; rotations and soft matches project them; fitted maps
-    read through the student -> teacher map and write through the teacher -> student map.
+    read through the student -> teacher map and write through the teacher -> student map. ``calibrate``
+    (fitted maps, LoRA): scale B so that the update's size relative to the slot's output is the teacher's;
+    the factors are written to ``gains`` under ``"<student layer>/<teacher layer>/<slot>"``.
     """
 
     def transform(student_layer: int, teacher_layer: int, slot: str, roles: dict[str, torch.Tensor]) -> dict:
@@ -283,10 +295,23 @@ def prune_transform(module: PeftModule, alignment: Alignment, lora_b: str) -> Sl
             found_out = found_in if lora_b == "input" else alignment.get(student_layer, teacher_layer, f"out:{slot}")
         if found_in.projection is None and found_out.projection is None:
             return prune_roles(roles, found_in.index, found_out.index)
-        return project_roles(
+        projected = project_roles(
             roles,
             found_in.input_matrix(_teacher_width(roles, "in")),
             found_out.matrix(_teacher_width(roles, "out")),
         )
+        if calibrate and module.kind == "lora" and found_in.moments is not None and found_out.moments is not None:
+            gain = _calibration(roles, projected, found_in.moments, found_out.moments)
+            projected["lora_B"] = projected["lora_B"] * gain
+            if gains is not None:
+                gains[f"{student_layer}/{teacher_layer}/{slot}"] = gain
+        return projected
 
     return transform
+
+
+def _calibration(roles: dict, projected: dict, moments_in: tuple, moments_out: tuple) -> float:
+    """Gain on B' matching the relative update size (``core.projection.relative_update``) of teacher and student."""
+    teacher = relative_update(roles["lora_A"], roles["lora_B"], moments_in[0], moments_out[0])
+    student = relative_update(projected["lora_A"], projected["lora_B"], moments_in[1], moments_out[1])
+    return calibration_gain(teacher, student)

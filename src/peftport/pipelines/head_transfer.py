@@ -7,12 +7,21 @@ from typing import Any
 import torch
 
 from peftport.architectures.models import describe_model
+from peftport.core.alignment import PointAlignment
 from peftport.core.layer_maps import LayerMap
 from peftport.core.pruning import project_head
 from peftport.errors import ShapeMismatchError
 from peftport.pipelines.alignment import AlignOptions, compute_alignment
 
 FINAL_POINT = "layer:output"  # the last layer's output: what a token head reads
+
+
+def final_alignment(teacher: str, student: str, options: AlignOptions) -> PointAlignment:
+    """The alignment of the last layers' outputs (what a token head reads)."""
+    t_dims, s_dims = describe_model(teacher).dims, describe_model(student).dims
+    last_s, last_t = s_dims.num_layers - 1, t_dims.num_layers - 1
+    final = LayerMap("final", tuple(() for _ in range(last_s)) + ((last_t,),))
+    return compute_alignment(teacher, student, final, [FINAL_POINT], options).get(last_s, last_t, FINAL_POINT)
 
 
 def aligned_head(
@@ -25,13 +34,11 @@ def aligned_head(
     map of the last hidden states); for sentence heads that read a pooled vector it assumes the pooled
     dimensions follow the token dimensions.
     """
-    t_dims, s_dims = describe_model(teacher).dims, describe_model(student).dims
+    t_dims = describe_model(teacher).dims
     widths = {tensor.shape[-1] for tensor in head.values() if tensor.dim() == 2}
     if t_dims.hidden_size not in widths:
         raise ShapeMismatchError(f"the teacher's head reads no {t_dims.hidden_size}-wide input: {sorted(widths)}")
-    last_s, last_t = s_dims.num_layers - 1, t_dims.num_layers - 1
-    final = LayerMap("final", tuple(() for _ in range(last_s)) + ((last_t,),))
-    found = compute_alignment(teacher, student, final, [FINAL_POINT], options).get(last_s, last_t, FINAL_POINT)
+    found = final_alignment(teacher, student, options)
     record = {
         "point": FINAL_POINT,
         "alignment": options.method,

@@ -31,6 +31,7 @@ from peftport.pipelines.alignment import (
 )
 from peftport.pipelines.head_transfer import aligned_head
 from peftport.pipelines.layer_matching import CKA_MAP, cka_layer_map
+from peftport.pipelines.recovery import RecoveryOptions, recovered
 
 # Options tied to the teacher model or its task head: peft refuses a SEQ_CLS module whose file lacks
 # the head weights it lists in modules_to_save, so they are kept only when the head moves too.
@@ -184,10 +185,15 @@ def _aligned(
     lora_b, method = details.get("lora_b") or "input", details.get("method", "correlation")
     _check_prunable(source, teacher, student, lora_b, method)
     points = module_points(source, lora_b)
+    calibrate = bool(details.get("calibrate", False)) and method == "projection"
     if isinstance(align, AlignOptions):
         align = compute_alignment(teacher.reference, student.reference, lmap, points, align)
-    layers = remap_layers(source.layers, lmap, prune_transform(source, align, lora_b), merge)
-    return layers, alignment_record(align, lmap, points)
+    gains: dict[str, float] = {}
+    layers = remap_layers(source.layers, lmap, prune_transform(source, align, lora_b, calibrate, gains), merge)
+    record = alignment_record(align, lmap, points)
+    if method == "projection":
+        record["calibration"] = {"calibrated": bool(gains), "gains": gains}
+    return layers, record
 
 
 def _layer_map(
@@ -257,6 +263,7 @@ def transfer(
     lora_svd: bool = False,
     seed: int = 0,
     head: bool = False,
+    recover: RecoveryOptions | None = None,
 ) -> PeftModule:
     """Initial student module from a teacher module.
 
@@ -273,7 +280,8 @@ def transfer(
     its mean update ``B @ A``, re-factored to the rank by truncated SVD, instead of averaging factors.
     Tensors outside the transformer layers (task heads) are dropped and listed in the provenance, unless
     ``head``: then a peft module's task head (``modules_to_save``) moves too, copied for equal widths and
-    otherwise pruned (or projected) by an alignment of the last layers' outputs.
+    otherwise pruned (or projected) by an alignment of the last layers' outputs. ``recover``: then train
+    the student's module (and moved head) label-free on the probe texts towards the teacher's outputs.
     """
     if not isinstance(module, PeftModule):
         detect_format(module)  # a bad module directory fails before any model is looked up
@@ -301,7 +309,7 @@ def transfer(
     extras, head_record = _moved_head(source, teacher, student, align) if head else ({}, None)
     bound = [k for k in MODEL_BOUND_OPTIONS if not (head and k in HEAD_OPTIONS)]
     options = {k: v for k, v in source.format_options.items() if k not in bound}
-    return source.with_layers(
+    result = source.with_layers(
         layers,
         family=student_info.spec.name,
         base_model=student,
@@ -314,6 +322,9 @@ def transfer(
             source, origin, teacher_info, student_info, lmap, record, similarity, layer_record, head_record
         ),
     )
+    if recover is not None and recover.steps:
+        result = recovered(result, module, teacher, student, align, probe, recover)
+    return result
 
 
 def _mean(values: list[float]) -> float:

@@ -1,0 +1,80 @@
+"""Recovery inside a grid: the cached transferred module (and moved head) trained label-free towards the
+trained teacher on the task's probe texts, then written back in place of the transfer's output."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from peftport.architectures.models import describe_model
+from peftport.experiments.config import TransferConfig
+from peftport.pipelines.alignment import AlignOptions
+from peftport.pipelines.distillation import load_trained_teacher
+from peftport.pipelines.head_transfer import final_alignment
+from peftport.pipelines.recovery import RecoveryModels, RecoveryOptions, recover
+from peftport.pipelines.trainable import ModuleConfig, attach_module, head_names, load_head, read_head, save_trained
+from peftport.pipelines.training import TrainingConfig, task_model
+from peftport.probing.texts import read_probe_texts
+from peftport.tasks.data import TaskData
+
+MANIFEST = "peftport_manifest.json"
+
+
+def _hidden_map(teacher: str, student: str, align: AlignOptions | None) -> torch.Tensor:
+    """``(d_s, d_t)``: how the teacher's final hidden states read in the student's space."""
+    if align is None:  # equal widths, copied: the identity
+        return torch.eye(describe_model(student).dims.hidden_size)
+    return final_alignment(teacher, student, align).matrix(describe_model(teacher).dims.hidden_size).float()
+
+
+def recover_transfer(
+    spec: dict[str, Any],
+    models: tuple[str, str],
+    staging: Path,
+    teacher_module: Path,
+    data: TaskData,
+    align: AlignOptions | None,
+    texts: str,
+) -> dict[str, Any]:
+    """Recover ``staging/module`` (and ``staging/head_file`` when the head moved) in place; returns the record."""
+    from transformers import AutoTokenizer
+
+    teacher, student = models
+    options = TransferConfig.model_validate(spec["transfer"])
+    module, training = ModuleConfig.model_validate(spec["module"]), TrainingConfig.model_validate(spec["training"])
+    head_file = staging / "head.safetensors"
+    head = read_head(head_file.parent) if head_file.is_file() else None
+    built = task_model(student, data)
+    if head is not None:
+        load_head(built, head)
+    names = head_names(built)
+    moved = attach_module(built, describe_model(student).spec, module, staging / "module")
+    if head is None:  # a random head carries nothing to recover: only the module moves, towards hidden states
+        for name, param in moved.named_parameters():
+            if set(name.split(".")) & set(names):
+                param.requires_grad = False
+    trained_teacher, _ = load_trained_teacher(teacher, teacher_module, data, module)
+    pair = RecoveryModels(
+        trained_teacher, moved, AutoTokenizer.from_pretrained(teacher), AutoTokenizer.from_pretrained(student)
+    )
+    settings = RecoveryOptions(
+        options.recover_steps, options.recover_lr or training.learning_rate, training.batch_size, training.max_length
+    )
+    hidden_map = None if head is not None else _hidden_map(teacher, student, align)
+    record = recover(pair, read_probe_texts(texts, options.probe_sentences), settings, hidden_map)
+    _write_back(moved, module, staging, head is not None)
+    return record
+
+
+def _write_back(model: torch.nn.Module, module: ModuleConfig, staging: Path, with_head: bool) -> None:
+    recovered = staging / "recovered"
+    save_trained(model, module, recovered)
+    shutil.copy(staging / "module" / MANIFEST, recovered / MANIFEST)
+    if with_head:
+        save_file({k: v.contiguous() for k, v in read_head(recovered).items()}, str(staging / "head.safetensors"))
+    shutil.rmtree(staging / "module")
+    recovered.rename(staging / "module")

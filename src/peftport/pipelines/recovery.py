@@ -1,0 +1,265 @@
+"""Label-free recovery: after a transfer, train the student's module (and moved head) for a few steps on the
+probe texts so that the student reproduces the teacher-with-module's outputs.
+
+Targets: the teacher's logits when the task head moved (KL at shared tokens, or per text for sentence
+heads), otherwise the teacher's final hidden states mapped into the student's space by the final layers'
+alignment (mean squared error relative to the target's mean square). Only the parameters that are
+trainable in ``student`` move; both models run in eval mode (no dropout).
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from peftport.core.module import PeftModule
+from peftport.errors import PeftportError
+from peftport.probing.tokens import TokenMatch, gather_matched, match_by_offsets
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class RecoveryOptions:
+    """How long and how fast to recover (``steps`` optimiser steps of ``batch_size`` probe texts)."""
+
+    steps: int
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
+            raise PeftportError("recovery needs steps >= 0, a positive batch size and a positive learning rate")
+
+
+@dataclass(frozen=True)
+class RecoveryModels:
+    """Teacher and student task or base models with their modules attached, and their tokenizers."""
+
+    teacher: torch.nn.Module
+    student: torch.nn.Module
+    teacher_tokenizer: Any
+    student_tokenizer: Any
+
+
+def _accepted(model: torch.nn.Module) -> set[str]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(type(base).forward).parameters)
+
+
+def _encode(tokenizer: Any, texts: list[str], max_length: int) -> Any:
+    return tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
+
+
+def _forward(model: torch.nn.Module, encoded: Any) -> Any:
+    device = next(model.parameters()).device
+    accepted = _accepted(model)
+    inputs = {k: v.to(device) for k, v in encoded.items() if k in MODEL_INPUTS and k in accepted}
+    return model(**inputs, output_hidden_states=True)
+
+
+def _matches(texts: list[str], t_enc: Any, s_enc: Any) -> list[TokenMatch]:
+    keys = ("offset_mapping", "special_tokens_mask")
+    return [
+        match_by_offsets(text, {k: t_enc[k][i].tolist() for k in keys}, {k: s_enc[k][i].tolist() for k in keys})
+        for i, text in enumerate(texts)
+    ]
+
+
+def _loss(t_out: Any, s_out: Any, matches: list[TokenMatch], hidden_map: torch.Tensor | None) -> torch.Tensor:
+    """KL on logits (``hidden_map`` None) or relative MSE on mapped final hidden states."""
+    if hidden_map is None:
+        t_logits, s_logits = t_out.logits.float(), s_out.logits.float()
+        if t_logits.dim() == 3:  # token heads: shared tokens only
+            t_logits, s_logits = (
+                gather_matched(t_logits, matches, "teacher"),
+                gather_matched(s_logits, matches, "student"),
+            )
+        log_s, log_t = F.log_softmax(s_logits, -1), F.log_softmax(t_logits, -1)
+        return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+    t_rows = gather_matched(t_out.hidden_states[-1].float(), matches, "teacher")
+    s_rows = gather_matched(s_out.hidden_states[-1].float(), matches, "student")
+    target = t_rows @ hidden_map.to(t_rows).T
+    return F.mse_loss(s_rows, target) / target.pow(2).mean().clamp_min(1e-12)
+
+
+def _batches(texts: list[str], size: int) -> Iterator[list[str]]:
+    while True:  # cycle through the texts in order: the same batches for the same texts
+        for start in range(0, len(texts), size):
+            yield texts[start : start + size]
+
+
+def recover(
+    models: RecoveryModels,
+    texts: list[str],
+    options: RecoveryOptions,
+    hidden_map: torch.Tensor | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``models.student``'s trainable parameters towards the teacher's outputs on ``texts``; returns
+    the record: steps, seconds, target, loss at the first and the last step."""
+    if not (models.teacher_tokenizer.is_fast and models.student_tokenizer.is_fast):
+        raise PeftportError("recovery matches tokens by character offsets: it needs fast tokenizers on both sides")
+    params = [p for p in models.student.parameters() if p.requires_grad]
+    if not params or not texts:
+        raise PeftportError("recovery needs probe texts and a student with trainable module parameters")
+    optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=0.0)
+    models.teacher.eval()
+    models.student.eval()
+    losses, start = [], time.perf_counter()
+    batches = _batches(texts, options.batch_size)
+    for step in range(options.steps):
+        batch = next(batches)
+        t_enc = _encode(models.teacher_tokenizer, batch, options.max_length)
+        s_enc = _encode(models.student_tokenizer, batch, options.max_length)
+        with torch.no_grad():
+            t_out = _forward(models.teacher, t_enc)
+        loss = _loss(t_out, _forward(models.student, s_enc), _matches(batch, t_enc, s_enc), hidden_map)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, options.steps)
+    return {
+        "steps": options.steps,
+        "seconds": time.perf_counter() - start,
+        "target": "hidden" if hidden_map is not None else "logits",
+        "learning_rate": options.learning_rate,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+    }
+
+
+TASK_CLASSES = {"TOKEN_CLS": "AutoModelForTokenClassification", "SEQ_CLS": "AutoModelForSequenceClassification"}
+
+
+def _model_class(module: PeftModule, head: bool) -> Any:
+    """The class a user loads this module on: the task class of its head, else the bare model."""
+    import transformers
+
+    if not head:
+        return transformers.AutoModel
+    task = module.format_options.get("task_type")
+    if task not in TASK_CLASSES:
+        raise PeftportError(f"recovery with a moved head needs a token or sequence classification module, not {task}")
+    return getattr(transformers, TASK_CLASSES[task])
+
+
+def _num_labels(module: PeftModule) -> int:
+    weights = [t for k, t in module.extras.items() if k.endswith("weight") and t.dim() == 2]
+    return int(weights[-1].shape[0]) if weights else 2
+
+
+def _loaded(reference: str, module: PeftModule, head: bool) -> torch.nn.Module:
+    """The model class a user loads ``module`` on, with as many labels as its head."""
+    labels = {"num_labels": _num_labels(module)} if head else {}
+    return _model_class(module, head).from_pretrained(reference, **labels)
+
+
+def _trainable_student(reference: str, module: PeftModule, directory: Path, head: bool) -> torch.nn.Module:
+    model = _loaded(reference, module, head)
+    if module.format_options.get("source_format") == "adapterhub" or module.kind == "bottleneck":
+        import adapters
+
+        adapters.init(model)
+        name = model.load_adapter(str(directory), set_active=True)
+        model.train_adapter(name)
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(directory), is_trainable=True)
+
+
+def recover_module(
+    result: PeftModule,
+    source: Path,
+    teacher: str,
+    student: str,
+    texts: list[str],
+    options: RecoveryOptions,
+    hidden_map: torch.Tensor | None,
+) -> PeftModule:
+    """``result`` (a transferred module) after recovery towards the teacher with its module ``source``:
+    on logits when ``hidden_map`` is None (the head moved), else on mapped final hidden states."""
+    from transformers import AutoTokenizer
+
+    from peftport.formats.registry import load_module, save_module
+    from peftport.pipelines.loading import apply_module
+
+    head = hidden_map is None
+    with tempfile.TemporaryDirectory() as scratch:
+        before, after = Path(scratch) / "before", Path(scratch) / "after"
+        save_module(result, before)
+        source_module = load_module(source)
+        teacher_model, _ = apply_module(_loaded(teacher, source_module, head), source)
+        models = RecoveryModels(
+            teacher_model,
+            _trainable_student(student, result, before, head),
+            AutoTokenizer.from_pretrained(teacher),
+            AutoTokenizer.from_pretrained(student),
+        )
+        record = recover(models, texts, options, hidden_map)
+        _save_student(models.student, after)
+        recovered = load_module(after, family=result.family)
+    extras = recovered.extras if head else result.extras
+    provenance = {**result.provenance, "recovery": record}
+    return result.with_layers(recovered.layers, extras=extras, provenance=provenance)
+
+
+def _save_student(model: torch.nn.Module, directory: Path) -> None:
+    if hasattr(model, "active_adapters") and hasattr(model, "save_adapter") and not hasattr(model, "peft_config"):
+        model.save_adapter(str(directory), model.active_adapters.last())
+    else:
+        model.save_pretrained(str(directory))
+
+
+def recovered(
+    result: PeftModule,
+    module: PeftModule | str | Path,
+    teacher: str,
+    student: str,
+    align: Any,
+    probe: Any,
+    options: RecoveryOptions,
+) -> PeftModule:
+    """A transfer's ``result`` after ``options.steps`` recovery steps on the probe texts of ``probe`` (or
+    ``align``); the target is the teacher's logits when the head moved, else its mapped final states."""
+    from peftport.architectures.models import describe_model
+    from peftport.formats.registry import save_module
+    from peftport.pipelines.alignment import AlignOptions
+    from peftport.pipelines.head_transfer import final_alignment
+    from peftport.probing.texts import read_probe_texts
+
+    probing = probe if isinstance(probe, AlignOptions) and probe.probe_data else align
+    if not isinstance(probing, AlignOptions) or not probing.probe_data:
+        raise PeftportError("recovery trains on probe texts: give --probe-data")
+    head = isinstance(result.provenance.get("head"), dict)
+    hidden_map = None
+    if not head and isinstance(align, AlignOptions):
+        hidden_map = final_alignment(teacher, student, align).matrix(describe_model(teacher).dims.hidden_size)
+    elif not head and align is not None:
+        raise PeftportError("a saved alignment holds no final-layer map for recovery: probe with the transfer")
+    elif not head:
+        hidden_map = torch.eye(describe_model(student).dims.hidden_size)
+    texts = read_probe_texts(probing.probe_data, probing.probe_sentences)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(module) if not isinstance(module, PeftModule) else save_module(module, Path(scratch) / "m")
+        return recover_module(result, source, teacher, student, texts, options, hidden_map)
