@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from peftport.core.module import PeftModule
 from peftport.errors import PeftportError
+from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched, match_by_offsets
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -54,18 +55,6 @@ class RecoveryModels:
 def _accepted(model: torch.nn.Module) -> set[str]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return set(inspect.signature(type(base).forward).parameters)
-
-
-def _encode(tokenizer: Any, texts: list[str], max_length: int) -> Any:
-    return tokenizer(
-        texts,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
 
 
 def _forward(model: torch.nn.Module, encoded: Any) -> Any:
@@ -127,8 +116,8 @@ def recover(
     batches = _batches(texts, options.batch_size)
     for step in range(options.steps):
         batch = next(batches)
-        t_enc = _encode(models.teacher_tokenizer, batch, options.max_length)
-        s_enc = _encode(models.student_tokenizer, batch, options.max_length)
+        t_enc = encode_texts(models.teacher_tokenizer, batch, options.max_length)
+        s_enc = encode_texts(models.student_tokenizer, batch, options.max_length)
         with torch.no_grad():
             t_out = _forward(models.teacher, t_enc)
         loss = _loss(t_out, _forward(models.student, s_enc), _matches(batch, t_enc, s_enc), hidden_map)

@@ -65,8 +65,9 @@ def hook_target(spec: ArchitectureSpec, layer: int, point: str) -> Target:
     return f"{layer_path}.{slot_spec.path}", "input" if kind == "in" else "output"
 
 
-def _encode(probed: ProbedModel, texts: list[str], max_length: int, offsets: bool) -> Any:
-    return probed.tokenizer(
+def encode_texts(tokenizer: Any, texts: list[str], max_length: int, offsets: bool = True) -> Any:
+    """A padded batch with the special-tokens mask (and character offsets) that token matching needs."""
+    return tokenizer(
         texts,
         padding=True,
         truncation=True,
@@ -135,8 +136,8 @@ def _matched_batches(
     """Per batch: teacher and student hidden states at ``targets`` and the token matches."""
     _check_fast(teacher, student, token_match)
     for batch in _batches(texts, batch_size):
-        t_enc = _encode(teacher, batch, max_length, token_match == "offsets")
-        s_enc = _encode(student, batch, max_length, token_match == "offsets")
+        t_enc = encode_texts(teacher.tokenizer, batch, max_length, token_match == "offsets")
+        s_enc = encode_texts(student.tokenizer, batch, max_length, token_match == "offsets")
         matches = _matches(batch, t_enc, s_enc, (teacher, student), token_match)
         stats.per_text.extend(len(m.teacher) for m in matches)
         yield _run(teacher, t_enc, targets[0]), _run(student, s_enc, targets[1]), matches, len(batch)
