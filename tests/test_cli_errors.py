@@ -116,6 +116,9 @@ BAD_TRANSFERS = [
         "unknown token matching",
     ),
     ("corrupt alignment", dict(student="narrow", extra=["--alignment", "EMPTY"]), "corrupt alignment file"),
+    ("unknown matcher without alignment", dict(extra=["--matcher", "bogus"]), "unknown matcher 'bogus'"),
+    ("unknown device", dict(extra=["--device", "bogus"]), "unknown device 'bogus': use cpu, cuda or cuda:N"),
+    ("negative probe sentences", dict(extra=["--probe-sentences", "0"]), "probe sentences and batch size"),
 ]
 
 
@@ -145,6 +148,13 @@ def test_bad_transfer_input(case, options, message, setup, cli, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "out").exists(), "no partial output, not even the parent directory"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_one_line_error(setup, cli, tmp_path):
+    result = cli(*_args(setup, tmp_path, extra=["--device", "cuda"]))
+    assert result.exit_code == 2 and "device 'cuda' asked for, but CUDA is not available" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_existing_output_needs_force(setup, cli, tmp_path):
@@ -210,3 +220,15 @@ def test_console_script_exit_code_and_single_line(setup, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_follow_the_umask(setup, cli, tmp_path):
+    old = os.umask(0o022)
+    try:
+        result = cli(*_args(setup, tmp_path))
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out" / "student"
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == {f.name: 0o644 for f in out.iterdir()}

@@ -216,3 +216,12 @@ def test_head_transfer_refuses_what_it_cannot_do(models, headed, cli, tmp_path, 
     out = tmp_path / "refused"
     result, _ = _run(cli, models["teacher"], models["prefix"], source, out, "--head", *extra)
     assert result.exit_code == 2 and message in result.output and not out.exists()
+
+
+def test_a_min_quality_no_layer_reaches_is_warned_about(models, cli, tmp_path):
+    result, manifest = _run(
+        cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "out",
+        "--layer-map", "cka", "--probe-data", models["probe"], "--min-quality", "5",
+    )  # fmt: skip
+    assert result.exit_code == 0 and manifest["layers"]["transferred"] == []
+    assert "warning: no student layer reached --min-quality 5 (best linear_cka 1.000)" in result.stderr

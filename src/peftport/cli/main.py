@@ -184,6 +184,8 @@ def transfer(
         check_writable(out, force)
         if align not in ("none", *ALIGN_METHODS):
             raise PeftportError(f"unknown alignment '{align}': use none, {', '.join(ALIGN_METHODS)}")
+        # every option value is checked now, also those that this call does not use
+        _align_options(None, probe_sentences, token_match, lora_b, device, matcher, "uniform")
         if head and format not in (None, "peft"):
             raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
         how = None
@@ -227,6 +229,13 @@ def transfer(
         errors.print(
             f"note: not transferred (outside the layers; --head moves a peft task head): "
             f"{', '.join(result.provenance['dropped'])}"
+        )
+    fallback = result.provenance.get("layers") or {}
+    if fallback and not fallback["transferred"]:
+        best = max((q for q in fallback["quality"] if q == q), default=float("nan"))
+        errors.print(
+            f"warning: no student layer reached --min-quality {min_quality:g} (best {fallback['measure']} "
+            f"{best:.3f}): every layer keeps the library's fresh initialisation"
         )
     if recover_steps:
         done = result.provenance["recovery"]

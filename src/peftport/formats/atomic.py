@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,18 @@ def _missing_parents(target: Path) -> list[Path]:
     return [p for p in reversed(target.absolute().parents) if not p.exists()]
 
 
+def follow_umask(root: Path) -> None:
+    """Give a staged tree the modes a plain ``mkdir``/``open`` would have (temporary folders are 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    root.chmod(0o777 & ~mask)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            (Path(folder) / name).chmod(0o777 & ~mask)
+        for name in files:
+            (Path(folder) / name).chmod(0o666 & ~mask)
+
+
 @contextmanager
 def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; rename it to ``target`` only if the block succeeds.
@@ -37,6 +50,7 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield staging
+        follow_umask(staging)
         if target.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             target.rename(backup / target.name)

@@ -59,6 +59,7 @@ class AlignOptions:
 
     def __post_init__(self) -> None:
         get_matcher(self.matcher)
+        pick_device(self.device)
         if self.method not in ALIGN_METHODS:
             raise PeftportError(f"unknown alignment '{self.method}': use one of {', '.join(ALIGN_METHODS)}")
         if self.method in PROBING_METHODS and not self.probe_data:
@@ -108,7 +109,18 @@ def load_probed(reference: str, device: torch.device) -> ProbedModel:
 
 
 def pick_device(requested: str | None) -> torch.device:
-    return torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """The probing device: ``requested`` (checked: known, and CUDA present), else CUDA when there is one."""
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise PeftportError(f"unknown device '{requested}': use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PeftportError(f"device '{requested}' asked for, but CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise PeftportError(f"unsupported device '{requested}': use cpu, cuda or cuda:N")
+    return device
 
 
 def check_tokens(per_text: list[int], needed: int) -> None:
