@@ -232,3 +232,21 @@ def test_outputs_follow_the_umask(setup, cli, tmp_path):
     out = tmp_path / "out" / "student"
     assert out.stat().st_mode & 0o777 == 0o755
     assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == {f.name: 0o644 for f in out.iterdir()}
+
+
+def test_staging_left_by_a_killed_transfer_is_cleared_by_the_next_one(setup, cli, tmp_path):
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    parent = tmp_path / "out"
+    parent.mkdir()
+    left = parent / f".student.partial-{socket.gethostname()}-{dead.stdout.strip()}-abc123"
+    live = parent / f".student.partial-{socket.gethostname()}-{os.getpid()}-def456"
+    other = parent / ".student.partial-elsewhere-1-ghi789"
+    for folder in (left, live, other):
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"half")
+    result = cli(*_args(setup, tmp_path))
+    assert result.exit_code == 0, result.output
+    assert not left.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in parent.iterdir() if not p.name.startswith(".")) == ["student"]

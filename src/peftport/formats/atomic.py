@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,32 @@ def check_writable(target: Path, force: bool) -> None:
 
 def _missing_parents(target: Path) -> list[Path]:
     return [p for p in reversed(target.absolute().parents) if not p.exists()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clear_dead_staging(target: Path) -> list[Path]:
+    """Remove staging folders of ``target`` left by a killed process of this host; returns what was removed.
+
+    Staging folders are named ``.<name>.partial-<host>-<pid>-<random>``; those of live processes, of other
+    hosts, and of an unknown form are kept.
+    """
+    removed = []
+    for staging in target.parent.glob(f".{target.name}.partial-*"):
+        owner, _, rest = staging.name.removeprefix(f".{target.name}.partial-").rpartition("-")
+        host, _, pid = owner.rpartition("-")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)) and rest:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
 
 
 def follow_umask(root: Path) -> None:
@@ -47,7 +74,9 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     check_writable(target, force)
     created = _missing_parents(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    clear_dead_staging(target)
+    prefix = f".{target.name}.partial-{socket.gethostname()}-{os.getpid()}-"
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
         yield staging
         follow_umask(staging)
