@@ -244,6 +244,9 @@ def test_recovery_pulls_a_narrower_student_towards_the_teacher_and_loads(twins, 
     )  # fmt: skip
     record = manifest["recovery"]
     assert record["target"] == "hidden" and record["last_loss"] < record["first_loss"]
+    shown = cli("inspect", tmp_path / "out")
+    assert shown.exit_code == 0 and "Projection alignment (fitted maps)" in shown.stdout
+    assert "held-out R² s->t" in shown.stdout and "15 steps on hidden" in shown.stdout and "B gains" in shown.stdout
     before, after = load_module(tmp_path / "plain"), load_module(tmp_path / "out")
     assert not torch.allclose(before.layers[0]["attn_q"]["lora_A"], after.layers[0]["attn_q"]["lora_A"])
     model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(twins["teacher"])), str(tmp_path / "out"))

@@ -91,6 +91,17 @@ def _manifest(manifest: dict[str, Any]) -> Table:
             f"min quality {layers['min_quality']:g}",
             f"transferred {layers['transferred']}, fresh init {layers['default_init']} ({layers['measure']})",
         )
+    gains = ((manifest.get("alignment") or {}).get("calibration") or {}).get("gains")
+    if gains:
+        spread = f"{min(gains.values()):.3f} .. {max(gains.values()):.3f}"
+        table.add_row("calibration", f"B gains {spread} over {len(gains)} slots")
+    recovery = manifest.get("recovery")
+    if recovery:
+        table.add_row(
+            "recovery",
+            f"{recovery['steps']} steps on {recovery['target']}, {recovery['seconds']:.1f} s, "
+            f"loss {recovery['first_loss']:.4f} -> {recovery['last_loss']:.4f}",
+        )
     table.add_row("source", f"{manifest.get('source_module')} ({manifest.get('source_format')})")
     if manifest.get("dropped"):
         table.add_row("dropped", ", ".join(manifest["dropped"]))
@@ -98,13 +109,20 @@ def _manifest(manifest: dict[str, Any]) -> Table:
     return table
 
 
+ALIGNMENT_TITLES = {"correlation": "Correlation alignment", "projection": "Projection alignment (fitted maps)"}
+
+
 def _alignment(record: dict[str, Any]) -> Table:
+    method = record.get("method", "correlation")
+    if method == "uniform":
+        return Table(title="Uniform selection (data-free): evenly spaced teacher dimensions")
     title = (
-        f"Correlation alignment: {record.get('shared_tokens')} shared tokens from {record.get('texts')} texts "
-        f"({record.get('token_match')}, LoRA B: {record.get('lora_b')})"
+        f"{ALIGNMENT_TITLES.get(method, method)}: {record.get('shared_tokens')} shared tokens from "
+        f"{record.get('texts')} texts ({record.get('token_match')}, LoRA B: {record.get('lora_b')})"
     )
     table = Table(title=title)
-    for column in ("student layer", "teacher layer", "point", "tokens", "matched corr", "best corr"):
+    quality = ("held-out R² s->t", "held-out R² t->s") if method == "projection" else ("matched corr", "best corr")
+    for column in ("student layer", "teacher layer", "point", "tokens", *quality):
         table.add_column(column)
     for layer in record.get("layers", []):
         for key, point in layer["points"].items():
