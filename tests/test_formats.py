@@ -135,6 +135,12 @@ def test_adapterhub_to_peft_keeps_outputs(tiny_model, modules, tmp_path, cli):
     torch.testing.assert_close(
         _peft_output(bert, tmp_path / "peft"), _adapterhub_output(bert, modules["ah_lora"]), rtol=1e-5, atol=1e-5
     )
+    manifest = json.loads((tmp_path / "peft" / "peftport_manifest.json").read_text())
+    conversion = manifest["conversion"]
+    assert conversion["source_module"] == str(modules["ah_lora"]) and conversion["source_format"] == "adapterhub"
+    assert conversion["format"] == "peft" and manifest["format"] == "peft"
+    shown = cli("inspect", tmp_path / "peft")
+    assert shown.exit_code == 0 and "Converted by peftport" in shown.stdout
 
 
 def test_bottleneck_cannot_become_peft(modules, tmp_path, cli):

@@ -305,11 +305,11 @@ def convert(
 ) -> None:
     """Rewrite a module in another format (LoRA between peft and AdapterHub; scaling preserved)."""
     from peftport.formats.atomic import check_writable
-    from peftport.formats.registry import load_module, save_module
+    from peftport.formats.registry import convert_module
 
     with user_errors():
         check_writable(out, force)
-        save_module(load_module(module_dir), out, format=to, force=force)
+        convert_module(module_dir, to, out, force=force)
     console.print(f"wrote {out} ({to})")
 
 

@@ -88,6 +88,23 @@ def save_module(
     return target
 
 
+def convert_module(directory: str | Path, to: str, out: str | Path, force: bool = False) -> Path:
+    """Rewrite a module directory in format ``to``; the output's manifest records the conversion (and keeps
+    the source's own manifest, if peftport made it)."""
+    from datetime import datetime, timezone
+
+    module = load_module(directory)
+    earlier = {k: v for k, v in (read_manifest(directory) or {}).items() if k not in ("peftport_version", "format")}
+    conversion = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source_module": str(directory),
+        "source_format": detect_format(Path(directory)),
+        "format": to,
+    }
+    module.provenance = {**earlier, "conversion": conversion}
+    return save_module(module, out, format=to, force=force)
+
+
 def read_manifest(directory: str | Path) -> dict[str, Any] | None:
     """The ``peftport_manifest.json`` of a module directory, if it has one."""
     path = Path(directory) / MANIFEST_FILE

@@ -71,7 +71,16 @@ def _shapes(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _conversion(conversion: dict[str, Any]) -> Table:
+    table = Table(title="Converted by peftport", show_header=False)
+    table.add_row("from", f"{conversion.get('source_module')} ({conversion.get('source_format')})")
+    table.add_row("to", f"{conversion.get('format')}, {conversion.get('created')}")
+    return table
+
+
 def _manifest(manifest: dict[str, Any]) -> Table:
+    if "teacher" not in manifest and "conversion" in manifest:
+        return _conversion(manifest["conversion"])
     table = Table(title="Made by peftport", show_header=False)
     for side in ("teacher", "student"):
         m = manifest.get(side) or {}
