@@ -176,7 +176,7 @@ def test_grid_compares_new_transfer_options(setup):
     report_path, cells = write_report(out)
     paper_line = next(line for line in report_path.read_text().splitlines() if line.startswith("The paper's"))
     (skip,) = [c for c in cells if c.transfer == "skip"]
-    assert f"of {skip.seeds} cases" in paper_line and "over 1 cells" in paper_line
+    assert f"of {skip.seeds} cases" in paper_line and "points in 1 cell." in paper_line and "±" not in paper_line
 
 
 @pytest.mark.parametrize(

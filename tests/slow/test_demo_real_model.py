@@ -10,8 +10,12 @@ pytestmark = pytest.mark.slow
 def test_demo_transfers_real_modules_that_load_and_keep_their_effect(cli, tmp_path):
     result = cli("demo", "--quick", "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    (run,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
+    again = cli("demo", "--quick", "--out", tmp_path)
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["models", "quick"]
+    run = tmp_path / "quick"  # replaced by each call, not one more folder per call
     rows = json.loads((run / "summary.json").read_text())
+    assert all(row["output"].startswith(str(run)) for row in rows)
     assert [(r["module"], r["layer_map"]) for r in rows] == [("lora", "skip"), ("lora", "avg"), ("seq_bn", "skip")]
     for row in rows:
         assert row["loads_cleanly"]

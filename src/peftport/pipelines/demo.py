@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from peftport.formats.atomic import atomic_directory
 from peftport.formats.registry import save_module
 from peftport.pipelines.loading import apply_module
 from peftport.pipelines.students import make_layer_reduced
@@ -133,8 +134,11 @@ def _table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+QUICK_DIR = "quick"
+
+
 def run_demo(out: Path, console: Console) -> list[dict[str, Any]]:
-    """Run every demo case under ``out/run-<time>`` and print a summary table."""
+    """Run every demo case into ``out/quick`` (replaced on each call, atomically) and print a summary table."""
     import logging
 
     from transformers import AutoTokenizer
@@ -144,17 +148,18 @@ def run_demo(out: Path, console: Console) -> list[dict[str, Any]]:
     logging.getLogger("adapters").setLevel(logging.ERROR)
     teacher = minilm_l6_dir()
     student = out / "models" / "all-MiniLM-L6-v2-layers-0-2-4"
-    run = out / time.strftime("run-%Y%m%d-%H%M%S")
-    run.mkdir(parents=True)
+    run = out / QUICK_DIR
     with console.status("building the 3-layer student"):
         if not student.exists():
             make_layer_reduced(teacher, STUDENT_LAYERS, student)
     tokenizer = AutoTokenizer.from_pretrained(str(teacher))
     rows = []
-    for case in CASES:
-        with console.status(f"transferring {case.kind} with {case.layer_map} and checking it"):
-            rows.append(_run_case(case, teacher, student, run, tokenizer))
-    (run / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    with atomic_directory(run, force=True) as staging:
+        for case in CASES:
+            with console.status(f"transferring {case.kind} with {case.layer_map} and checking it"):
+                rows.append(_run_case(case, teacher, student, staging, tokenizer))
+        rows = [{**row, "output": row["output"].replace(str(staging), str(run))} for row in rows]
+        (staging / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     console.print(_table(rows))
     console.print(f"Outputs in {run}")
     return rows

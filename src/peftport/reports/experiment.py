@@ -183,7 +183,13 @@ def overall(cells: list[CellSummary]) -> str:
     wins, cases = _wins(cells)
     if not cases:
         return ""
-    mean, spread = _stats([c.delta for c in cells if c.delta == c.delta])
+    deltas = [c.delta for c in cells if c.delta == c.delta]
+    mean, spread = _stats(deltas)
+    if len(deltas) < 2:  # a spread over one cell would read as a measured 0.0
+        return (
+            f"Transferred > baseline in {wins} of {cases} cases ({100 * wins / cases:.1f}%); mean delta "
+            f"{100 * mean:+.1f} points in {len(cells)} cell."
+        )
     return (
         f"Transferred > baseline in {wins} of {cases} cases ({100 * wins / cases:.1f}%); mean delta "
         f"{100 * mean:+.1f} ± {100 * spread:.1f} points over {len(cells)} cells."
