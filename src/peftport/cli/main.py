@@ -145,7 +145,10 @@ def transfer(
     matcher: Matcher = "hungarian",
     min_quality: Annotated[
         Optional[float],
-        typer.Option(help="Student layers whose alignment quality (correlation or CKA) is lower keep a fresh init."),
+        typer.Option(
+            help="Student layers whose quality (matched correlation, held-out R^2 of projection, or CKA) is lower "
+            "keep a fresh init."
+        ),
     ] = None,
     lora_svd: Annotated[
         bool, typer.Option("--lora-svd", help="Merge LoRA layer groups through B@A, re-factored by truncated SVD.")
