@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from peftport.core.alignment import Alignment
 from peftport.core.initialisation import default_roles
 from peftport.core.layer_maps import LayerMap, build_layer_map
 from peftport.core.lowrank import merge_by_svd
-from peftport.core.module import LayerTensors, PeftModule, lora_settings
+from peftport.core.module import LayerTensors, PeftModule
 from peftport.core.remap import Merge, mean_roles, remap_layers
 from peftport.errors import ArchitectureError, ModuleFormatError, PeftportError, ShapeMismatchError
 from peftport.formats.peft_lora import NAME as PEFT_FORMAT
@@ -31,13 +30,13 @@ from peftport.pipelines.alignment import (
 )
 from peftport.pipelines.head_transfer import aligned_head
 from peftport.pipelines.layer_matching import CKA_MAP, cka_layer_map
+from peftport.pipelines.provenance import provenance
 from peftport.pipelines.recovery import RecoveryOptions, recovered
 
 # Options tied to the teacher model or its task head: peft refuses a SEQ_CLS module whose file lacks
 # the head weights it lists in modules_to_save, so they are kept only when the head moves too.
 MODEL_BOUND_OPTIONS = ("model_class", "revision", "task_type", "modules_to_save")
 HEAD_OPTIONS = ("task_type", "modules_to_save")
-NO_HEAD = "not transferred: train the student's own task head (peft: modules_to_save)"
 
 
 def same_layout(a: ArchitectureSpec, b: ArchitectureSpec) -> bool:
@@ -101,53 +100,6 @@ def _check_hostable(module: PeftModule, student: ModelInfo) -> None:
     missing = [slot for slot in module.slots if slot not in student.spec.slots]
     if missing:
         raise ArchitectureError(f"student family {student.spec.name} cannot host module slot(s) {missing}")
-
-
-def _model_record(info: ModelInfo) -> dict[str, Any]:
-    return {
-        "model": info.reference,
-        "family": info.spec.name,
-        "num_layers": info.dims.num_layers,
-        "hidden_size": info.dims.hidden_size,
-    }
-
-
-def _module_record(module: PeftModule) -> dict[str, Any]:
-    record: dict[str, Any] = {"kind": module.kind, "slots": module.slots, "name": module.name}
-    if module.kind == "lora":
-        settings = lora_settings(module)
-        record.update(rank=settings.rank, alpha=settings.alpha, use_rslora=settings.use_rslora)
-    return record
-
-
-def provenance(
-    source: PeftModule,
-    origin: str | None,
-    teacher: ModelInfo,
-    student: ModelInfo,
-    lmap: LayerMap,
-    alignment: dict[str, Any] | None = None,
-    similarity: list[list[float]] | None = None,
-    layers: dict[str, Any] | None = None,
-    head: dict[str, Any] | None = None,
-) -> dict:
-    """The manifest content describing one transfer (``head``: how the task head moved, if it did)."""
-    layer_map: dict[str, Any] = {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}
-    if similarity is not None:
-        layer_map["similarity"] = {"measure": "linear_cka", "rows": "student layers", "matrix": similarity}
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source_module": origin,
-        "source_format": source.format_options.get("source_format"),
-        "teacher": _model_record(teacher),
-        "student": _model_record(student),
-        "layer_map": layer_map,
-        "alignment": alignment,
-        "layers": layers,
-        "module": _module_record(source),
-        "dropped": [] if head else sorted(source.extras),
-        "head": head or NO_HEAD,
-    }
 
 
 def _teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:

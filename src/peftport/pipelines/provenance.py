@@ -1,0 +1,59 @@
+"""The manifest content of a transfer: where the module came from, which models, which layer map and alignment."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from peftport.architectures.models import ModelInfo
+from peftport.core.layer_maps import LayerMap
+from peftport.core.module import PeftModule, lora_settings
+
+NO_HEAD = "not transferred: train the student's own task head (peft: modules_to_save)"
+
+
+def _model_record(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "model": info.reference,
+        "family": info.spec.name,
+        "num_layers": info.dims.num_layers,
+        "hidden_size": info.dims.hidden_size,
+    }
+
+
+def _module_record(module: PeftModule) -> dict[str, Any]:
+    record: dict[str, Any] = {"kind": module.kind, "slots": module.slots, "name": module.name}
+    if module.kind == "lora":
+        settings = lora_settings(module)
+        record.update(rank=settings.rank, alpha=settings.alpha, use_rslora=settings.use_rslora)
+    return record
+
+
+def provenance(
+    source: PeftModule,
+    origin: str | None,
+    teacher: ModelInfo,
+    student: ModelInfo,
+    lmap: LayerMap,
+    alignment: dict[str, Any] | None = None,
+    similarity: list[list[float]] | None = None,
+    layers: dict[str, Any] | None = None,
+    head: dict[str, Any] | None = None,
+) -> dict:
+    """The manifest content describing one transfer (``head``: how the task head moved, if it did)."""
+    layer_map: dict[str, Any] = {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}
+    if similarity is not None:
+        layer_map["similarity"] = {"measure": "linear_cka", "rows": "student layers", "matrix": similarity}
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source_module": origin,
+        "source_format": source.format_options.get("source_format"),
+        "teacher": _model_record(teacher),
+        "student": _model_record(student),
+        "layer_map": layer_map,
+        "alignment": alignment,
+        "layers": layers,
+        "module": _module_record(source),
+        "dropped": [] if head else sorted(source.extras),
+        "head": head or NO_HEAD,
+    }
