@@ -276,3 +276,19 @@ def test_calibration_gives_each_lora_update_the_teachers_relative_size(twins, cl
         roles_b, roles_a = before.layers[int(layer)][slot], after.layers[int(layer)][slot]
         torch.testing.assert_close(roles_a["lora_A"], roles_b["lora_A"])
         torch.testing.assert_close(roles_a["lora_B"], roles_b["lora_B"] * gain, rtol=1e-4, atol=1e-6)
+
+
+def test_the_python_api_takes_projection_and_recovery(twins, tmp_path):
+    import peftport
+
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "lora", task_model=False, slots=["attn_v"])
+    moved = peftport.transfer(
+        module,
+        teacher=str(twins["teacher"]),
+        student=str(twins["wide"]),
+        align=peftport.AlignOptions(str(twins["probe"]), 100, method="projection"),
+        recover=peftport.RecoveryOptions(2, 1e-3),
+    )
+    assert moved.hidden_size == 64 and moved.provenance["recovery"]["steps"] == 2
+    assert moved.provenance["alignment"]["method"] == "projection"
+    assert moved.layers[0]["attn_v"]["lora_A"].shape == (4, 64)

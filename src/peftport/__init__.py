@@ -23,6 +23,7 @@ _EXPORTS = {
     "LoraSettings": "peftport.core.module",
     "PeftModule": "peftport.core.module",
     "PeftportError": "peftport.errors",
+    "RecoveryOptions": "peftport.pipelines.recovery",
     "load_module": "peftport.formats.registry",
     "save_module": "peftport.formats.registry",
     "transfer": "peftport.pipelines.transfer",
