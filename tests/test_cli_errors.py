@@ -250,3 +250,25 @@ def test_staging_left_by_a_killed_transfer_is_cleared_by_the_next_one(setup, cli
     assert result.exit_code == 0, result.output
     assert not left.exists() and live.exists() and other.exists()
     assert sorted(p.name for p in parent.iterdir() if not p.name.startswith(".")) == ["student"]
+
+
+@pytest.mark.parametrize("command", ["transfer", "convert", "report", "run"])
+def test_an_output_that_cannot_be_created_is_a_one_line_error(setup, cli, tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "out"
+    experiment = tmp_path / "x.yaml"
+    experiment.write_text(
+        f"pairs: [{{teacher: {setup['bert4']}, student: {setup['bert2']}}}]\n"
+        f"tasks: [{{name: t, kind: token, train: {setup['EMPTY']}, test: {setup['EMPTY']}}}]\n"
+    )
+    args = {
+        "transfer": _args(setup, tmp_path)[:-2] + ["--out", out],
+        "convert": ["convert", setup["lora"], "--to", "adapterhub", "--out", out],
+        "report": ["report", out],
+        "run": ["run", experiment, "--out", out],
+    }[command]
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "a-file' is a file, not a folder" in result.stderr or "no finished runs" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and blocker.read_text() == "not a folder"

@@ -31,7 +31,7 @@ from peftport.experiments.store import (
     release,
     run_dir,
 )
-from peftport.formats.atomic import atomic_directory
+from peftport.formats.atomic import atomic_directory, make_folder
 from peftport.formats.registry import save_module
 from peftport.pipelines.alignment import AlignOptions
 from peftport.pipelines.distillation import DistillTeacher
@@ -227,7 +227,7 @@ def run_experiment(
 ) -> list[Run]:
     """Run every unfinished run of ``config`` into ``out``; returns the runs done now."""
     check_experiment(config)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     (out / f"experiment-{config.name}.json").write_text(config.model_dump_json(indent=1))
     runs, done = expand(config, out), finished(out)
     todo = [r for r in runs if r.id not in done]

@@ -13,8 +13,30 @@ from pathlib import Path
 from peftport.errors import OutputExistsError
 
 
+def check_creatable(target: Path) -> None:
+    """Refuse an output folder that cannot be made: an ancestor that is a file, or one we may not write in."""
+    ancestor = Path(target).absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if ancestor != Path(target).absolute() and not ancestor.is_dir():
+        raise OutputExistsError(f"cannot create output '{target}': '{ancestor}' is a file, not a folder")
+    if ancestor != Path(target).absolute() and not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputExistsError(f"cannot create output '{target}': no permission to write in '{ancestor}'")
+
+
+def make_folder(target: Path) -> Path:
+    """``mkdir -p`` with a one-line error instead of a traceback."""
+    check_creatable(target)
+    try:
+        Path(target).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputExistsError(f"cannot create output '{target}': {exc.strerror}") from None
+    return Path(target)
+
+
 def check_writable(target: Path, force: bool) -> None:
-    """Refuse an existing output unless ``force``; call before doing any expensive work."""
+    """Refuse an existing output unless ``force``, and one that cannot be created; call before expensive work."""
+    check_creatable(target)
     if target.exists() and not force:
         raise OutputExistsError(f"output '{target}' already exists: choose another path or pass --force")
     if target.exists() and not target.is_dir():
@@ -73,7 +95,7 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     target = Path(target)
     check_writable(target, force)
     created = _missing_parents(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     clear_dead_staging(target)
     prefix = f".{target.name}.partial-{socket.gethostname()}-{os.getpid()}-"
     staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))

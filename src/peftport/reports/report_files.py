@@ -6,6 +6,7 @@ from pathlib import Path
 
 from peftport.errors import PeftportError
 from peftport.experiments.store import read_index
+from peftport.formats.atomic import make_folder
 from peftport.reports.experiment import (
     COST_HEADER,
     FACTOR_HEADER,
@@ -54,7 +55,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         raise PeftportError(f"no finished runs in '{out}' (no results.jsonl): run `peftport run` first")
     cells = summarise(records)
     folder = out / "report"
-    (folder / "plots").mkdir(parents=True, exist_ok=True)
+    make_folder(folder / "plots")
     write_csv(cells, folder / "results.csv")
     curves = learning_curves(records, cells, folder / "plots")
     bars = delta_bars(cells, folder / "plots")
