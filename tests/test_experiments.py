@@ -440,14 +440,22 @@ def test_run_ids_do_not_depend_on_the_working_directory(setup, monkeypatch):
     assert not set(moved) & set(here)  # the data lies elsewhere relative to that folder: other runs
 
 
-@pytest.mark.parametrize(
-    "name", ["matching", "matching-sentence", "incompatible", "beyond", "beyond-incompatible", "beyond-distill"]
-)
-def test_the_published_study_keeps_its_run_ids(name):
-    """Options added later stay out of run ids at their defaults, so the committed study still resumes."""
+PUBLISHED = {
+    **dict.fromkeys(
+        ["matching", "matching-sentence", "incompatible", "beyond", "beyond-incompatible", "beyond-distill"], "study"
+    ),
+    **dict.fromkeys(["widths", "widths-matching", "widths-de"], "widths"),
+    "widths-compute": "widths-compute",
+}
+
+
+@pytest.mark.parametrize(("name", "folder"), sorted(PUBLISHED.items()))
+def test_the_published_study_keeps_its_run_ids(name, folder):
+    """Options added later stay out of run ids at their defaults, so the committed studies still resume, and
+    every run of every published config has its record committed."""
     study = Path(__file__).resolve().parents[1] / "docs" / "results"
-    published = {record["id"] for record in read_index(study / "study")}
-    runs = expand(load_config(study / f"{name}.yaml"), study / "study")
+    published = {record["id"] for record in read_index(study / folder)}
+    runs = expand(load_config(study / f"{name}.yaml"), study / folder)
     assert runs and [r.id for r in runs if r.id not in published] == []
 
 

@@ -14,21 +14,13 @@ from peftport.architectures.models import describe_model
 from peftport.experiments.config import TransferConfig
 from peftport.pipelines.alignment import AlignOptions
 from peftport.pipelines.distillation import load_trained_teacher
-from peftport.pipelines.head_transfer import final_alignment
-from peftport.pipelines.recovery import RecoveryModels, RecoveryOptions, recover
+from peftport.pipelines.recovery import RecoveryModels, RecoveryOptions, final_hidden_map, recover
 from peftport.pipelines.trainable import ModuleConfig, attach_module, head_names, load_head, read_head, save_trained
 from peftport.pipelines.training import TrainingConfig, task_model
 from peftport.probing.texts import read_probe_texts
 from peftport.tasks.data import TaskData
 
 MANIFEST = "peftport_manifest.json"
-
-
-def _hidden_map(teacher: str, student: str, align: AlignOptions | None) -> torch.Tensor:
-    """``(d_s, d_t)``: how the teacher's final hidden states read in the student's space."""
-    if align is None:  # equal widths, copied: the identity
-        return torch.eye(describe_model(student).dims.hidden_size)
-    return final_alignment(teacher, student, align).matrix(describe_model(teacher).dims.hidden_size).float()
 
 
 def recover_transfer(
@@ -64,7 +56,7 @@ def recover_transfer(
     settings = RecoveryOptions(
         options.recover_steps, options.recover_lr or training.learning_rate, training.batch_size, training.max_length
     )
-    hidden_map = None if head is not None else _hidden_map(teacher, student, align)
+    hidden_map = None if head is not None else final_hidden_map(teacher, student, align)
     record = recover(pair, read_probe_texts(texts, options.probe_sentences), settings, hidden_map)
     _write_back(moved, module, staging, head is not None)
     return record

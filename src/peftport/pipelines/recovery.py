@@ -22,10 +22,8 @@ import torch.nn.functional as F
 
 from peftport.core.module import PeftModule
 from peftport.errors import PeftportError
-from peftport.probing.collect import encode_texts
+from peftport.probing.collect import MODEL_INPUTS, encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched, match_by_offsets
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass(frozen=True)
@@ -220,6 +218,17 @@ def _save_student(model: torch.nn.Module, directory: Path) -> None:
         model.save_pretrained(str(directory))
 
 
+def final_hidden_map(teacher: str, student: str, align: Any) -> torch.Tensor:
+    """``(d_s, d_t)``: how the teacher's final hidden states read in the student's space: the identity for a
+    copied (equal-width) transfer, else the final layers' alignment made with ``align`` (`AlignOptions`)."""
+    from peftport.architectures.models import describe_model
+    from peftport.pipelines.head_transfer import final_alignment
+
+    if align is None:
+        return torch.eye(describe_model(student).dims.hidden_size)
+    return final_alignment(teacher, student, align).matrix(describe_model(teacher).dims.hidden_size).float()
+
+
 def recovered(
     result: PeftModule,
     module: PeftModule | str | Path,
@@ -231,23 +240,17 @@ def recovered(
 ) -> PeftModule:
     """A transfer's ``result`` after ``options.steps`` recovery steps on the probe texts of ``probe`` (or
     ``align``); the target is the teacher's logits when the head moved, else its mapped final states."""
-    from peftport.architectures.models import describe_model
     from peftport.formats.registry import save_module
     from peftport.pipelines.alignment import AlignOptions
-    from peftport.pipelines.head_transfer import final_alignment
     from peftport.probing.texts import read_probe_texts
 
     probing = probe if isinstance(probe, AlignOptions) and probe.probe_data else align
     if not isinstance(probing, AlignOptions) or not probing.probe_data:
         raise PeftportError("recovery trains on probe texts: give --probe-data")
     head = isinstance(result.provenance.get("head"), dict)
-    hidden_map = None
-    if not head and isinstance(align, AlignOptions):
-        hidden_map = final_alignment(teacher, student, align).matrix(describe_model(teacher).dims.hidden_size)
-    elif not head and align is not None:
+    if not head and align is not None and not isinstance(align, AlignOptions):
         raise PeftportError("a saved alignment holds no final-layer map for recovery: probe with the transfer")
-    elif not head:
-        hidden_map = torch.eye(describe_model(student).dims.hidden_size)
+    hidden_map = None if head else final_hidden_map(teacher, student, align)
     texts = read_probe_texts(probing.probe_data, probing.probe_sentences)
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(module) if not isinstance(module, PeftModule) else save_module(module, Path(scratch) / "m")
