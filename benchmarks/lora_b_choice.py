@@ -31,12 +31,12 @@ from transfer_time import teacher_lora  # noqa: E402
 from peftport.core.layer_maps import build_layer_map  # noqa: E402
 from peftport.core.remap import remap_layers  # noqa: E402
 from peftport.core.similarity import linear_cka  # noqa: E402
+from peftport.experiments.training.trainable import read_head  # noqa: E402
 from peftport.formats.registry import load_module, save_module  # noqa: E402
-from peftport.pipelines.alignment import AlignOptions, compute_alignment, module_points  # noqa: E402
-from peftport.pipelines.trainable import read_head  # noqa: E402
-from peftport.pipelines.transfer import transfer  # noqa: E402
 from peftport.probing.texts import read_probe_texts  # noqa: E402
 from peftport.tasks.readers import read_conll  # noqa: E402
+from peftport.transfers.alignment import AlignOptions, compute_alignment, module_points  # noqa: E402
+from peftport.transfers.api import transfer  # noqa: E402
 
 
 def pooled(model_dir: str, module_dir: Path | None, texts: list[str]) -> torch.Tensor:

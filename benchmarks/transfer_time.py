@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from peftport.architectures.models import describe_model  # noqa: E402
-from peftport.pipelines.alignment import AlignOptions  # noqa: E402
-from peftport.pipelines.transfer import transfer  # noqa: E402
+from peftport.transfers.alignment import AlignOptions  # noqa: E402
+from peftport.transfers.api import transfer  # noqa: E402
 
 
 def random_copy(model_dir: Path, out: Path) -> Path:

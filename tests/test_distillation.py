@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from peftport.pipelines.distillation import (
+from peftport.experiments.training.distillation import (
     TEACHER_COUNTS,
     TEACHER_LOGITS,
     DistillConfig,

@@ -20,9 +20,9 @@ from peftport.errors import PeftportError
 from peftport.experiments import runner
 from peftport.experiments.config import load_config
 from peftport.experiments.grid import expand
+from peftport.experiments.report.files import write_report
+from peftport.experiments.report.summary import HEADER, is_paper_method, summarise, table_rows
 from peftport.experiments.store import TRANSFERS_DIR, claim, read_index, release
-from peftport.reports.experiment import HEADER, is_paper_method, summarise, table_rows
-from peftport.reports.report_files import write_report
 from tiny_models import save_tiny_model
 from tiny_tokenizers import WORDS, probe_sentences, save_metaspace_bpe, save_wordpiece
 
@@ -378,13 +378,13 @@ def test_unreadable_experiment_files(tmp_path, cli):
         result = cli("run", tmp_path / name, "--out", tmp_path / "out")
         assert result.exit_code == 2 and message in result.stderr
     with pytest.raises(PeftportError, match="no finished runs"):
-        from peftport.reports.report_files import write_report
+        from peftport.experiments.report.files import write_report
 
         write_report(tmp_path)
 
 
 def test_head_from_the_teacher(setup):
-    from peftport.pipelines.trainable import read_head
+    from peftport.experiments.training.trainable import read_head
 
     root, models = setup
     still = {**TRAINING, "learning_rate": 1e-9}  # students barely move: their saved head is their initial head
@@ -472,7 +472,7 @@ def test_zero_step_scores_of_transferred_and_baseline_students_stand_side_by_sid
 
 
 def test_grid_runs_projection_and_uniform_transfers_across_widths(setup):
-    from peftport.pipelines.trainable import read_head
+    from peftport.experiments.training.trainable import read_head
 
     root, models = setup
     projection = {"align": "projection", "probe_data": str(root / "probe.txt")}

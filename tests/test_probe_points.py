@@ -15,9 +15,9 @@ from transformers import AutoModel
 from module_factory import make_adapterhub
 from peftport.architectures.registry import spec_by_name
 from peftport.formats.registry import load_module
-from peftport.pipelines.alignment import module_points
 from peftport.probing.collect import hook_target
 from peftport.probing.hooks import capture
+from peftport.transfers.alignment import module_points
 from tiny_models import input_ids
 
 CASES = [

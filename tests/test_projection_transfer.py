@@ -17,8 +17,8 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 from module_factory import make_adapterhub, make_peft_lora
 from peftport.core.selection import uniform_index
+from peftport.formats.alignment_files import load_alignment
 from peftport.formats.registry import load_module
-from peftport.pipelines.alignment_files import load_alignment
 from tiny_models import save_tiny_model
 from tiny_tokenizers import probe_sentences, save_wordpiece
 
@@ -286,8 +286,11 @@ def test_the_python_api_takes_projection_and_recovery(twins, tmp_path):
         module,
         teacher=str(twins["teacher"]),
         student=str(twins["wide"]),
-        align=peftport.AlignOptions(str(twins["probe"]), 100, method="projection"),
-        recover=peftport.RecoveryOptions(2, 1e-3),
+        align="projection",
+        probe_data=str(twins["probe"]),
+        probe_sentences=100,
+        recover_steps=2,
+        recover_lr=1e-3,
     )
     assert moved.hidden_size == 64 and moved.provenance["recovery"]["steps"] == 2
     assert moved.provenance["alignment"]["method"] == "projection"

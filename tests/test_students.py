@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModel
 
 from peftport.errors import LayerMapError
-from peftport.pipelines.students import make_layer_reduced
+from peftport.zoo.students import make_layer_reduced
 from tiny_models import input_ids
 
 

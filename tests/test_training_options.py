@@ -8,8 +8,9 @@ from transformers import set_seed
 
 from peftport.architectures.models import describe_model
 from peftport.errors import PeftportError
-from peftport.pipelines.trainable import ModuleConfig, attach_module, head_names, read_head, trainable_groups
-from peftport.pipelines.training import TrainingConfig, task_model, train_module
+from peftport.experiments.training.options import ModuleConfig, TrainingConfig
+from peftport.experiments.training.train import train_module
+from peftport.experiments.training.trainable import attach_module, head_names, read_head, task_model, trainable_groups
 from peftport.tasks.data import TaskData
 from peftport.tasks.readers import TaggedSentence
 from tiny_models import save_tiny_model

@@ -5,6 +5,7 @@ Python API::
     import peftport
     student_module = peftport.transfer("teacher-lora/", teacher="bert-base-cased",
                                        student="distilbert-base-cased", layer_map="skip")
+    # any TransferOptions field as a keyword: align="projection", probe_data="texts.txt", head=True ...
     peftport.save_module(student_module, "student-lora/")
 
 The names below load on first use, so ``import peftport.core...`` (the pure layer) stays light.
@@ -18,15 +19,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AlignOptions": "peftport.pipelines.alignment",
     "BottleneckSettings": "peftport.core.module",
     "LoraSettings": "peftport.core.module",
     "PeftModule": "peftport.core.module",
     "PeftportError": "peftport.errors",
-    "RecoveryOptions": "peftport.pipelines.recovery",
+    "TransferOptions": "peftport.transfers.options",
     "load_module": "peftport.formats.registry",
     "save_module": "peftport.formats.registry",
-    "transfer": "peftport.pipelines.transfer",
+    "transfer": "peftport.transfers.api",
 }
 __all__ = [*sorted(_EXPORTS), "__version__"]
 

@@ -29,7 +29,7 @@ def test_demo_transfers_real_modules_that_load_and_keep_their_effect(cli, tmp_pa
 def test_demo_experiment_trains_transfers_and_reports(tmp_path):
     from rich.console import Console
 
-    from peftport.experiments.demo import run_demo_experiment
+    from peftport.demo.experiment import run_demo_experiment
 
     report, cells = run_demo_experiment(tmp_path, Console(stderr=True), max_steps=4, train_limit=64, seeds=[0])
     (cell,) = cells

@@ -47,7 +47,7 @@ class PointAlignment:
         return self.lift.T if self.lift is not None else self.matrix(teacher_dim)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (a projection matrix is stored beside it, see ``pipelines.alignment``)."""
+        """JSON-friendly form (a projection matrix is stored beside it, see ``formats.alignment_files``)."""
         return {
             "index": self.index.tolist(),
             "tokens": self.tokens,

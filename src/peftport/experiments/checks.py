@@ -6,7 +6,7 @@ from peftport.architectures.models import ModelInfo, describe_model
 from peftport.core.layer_maps import build_layer_map, monotone_map
 from peftport.errors import PeftportError
 from peftport.experiments.config import ExperimentConfig, PairConfig
-from peftport.pipelines.layer_matching import CKA_MAP
+from peftport.probing.session import CKA_MAP
 from peftport.zoo import resolve_model
 
 

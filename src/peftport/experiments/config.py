@@ -9,9 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from peftport.errors import PeftportError
-from peftport.pipelines.trainable import ModuleConfig
-from peftport.pipelines.training import TrainingConfig
+from peftport.experiments.training.options import ModuleConfig, TrainingConfig
 from peftport.tasks.data import TaskConfig
+from peftport.transfers.options import TransferFields
 
 
 class PairConfig(BaseModel):
@@ -28,36 +28,15 @@ class PairConfig(BaseModel):
         return self.name or f"{Path(self.teacher).name}->{Path(self.student).name}"
 
 
-class TransferConfig(BaseModel):
-    """How the teacher module becomes the student's initial module."""
+class TransferConfig(TransferFields):
+    """How the teacher module becomes the student's initial module (the fields of `TransferOptions`, with
+    the student's starting head as a choice)."""
 
-    model_config = ConfigDict(extra="forbid")
-    layer_map: str = "skip"
-    align: Literal["none", "correlation", "projection", "uniform"] = Field(
-        "none", description="none (equal widths), correlation (the paper's), projection (fitted maps), uniform"
-    )
     probe_data: str | None = Field(None, description="default: the task's train split")
-    probe_sentences: int = Field(1000, gt=0)
-    token_match: Literal["offsets", "strings"] = "offsets"
-    lora_b: Literal["input", "output"] = "input"
-    matcher: Literal["hungarian", "procrustes", "sinkhorn"] = "hungarian"
-    min_quality: float | None = Field(None, description="layers below this alignment quality keep a fresh init")
-    lora_svd: bool = Field(False, description="merge LoRA layer groups through B@A and truncated SVD")
     head: Literal["random", "teacher"] = Field(
         "random", description="student head: random, or the teacher's (pruned by the final layers' alignment)"
     )
-    calibrate: bool = Field(
-        True, description="projection: give each LoRA update the teacher's size relative to its slot's output"
-    )
-    recover_steps: int = Field(
-        0, ge=0, description="label-free steps on the probe texts towards the teacher's outputs after the transfer"
-    )
-    recover_lr: float | None = Field(None, gt=0, description="recovery learning rate (default: the students')")
-
-    @property
-    def probes(self) -> bool:
-        """Whether the transfer runs both models on probe texts (a probing alignment, a CKA layer map, recovery)."""
-        return self.align in ("correlation", "projection") or self.layer_map == "cka" or self.recover_steps > 0
+    recover_lr: float | None = Field(None, description="recovery learning rate (default: the students')")
 
     @property
     def label(self) -> str:

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from peftport.experiments.config import ExperimentConfig, TransferConfig
-from peftport.pipelines.trainable import ModuleConfig
-from peftport.pipelines.training import TrainingConfig
+from peftport.experiments.training.options import ModuleConfig, TrainingConfig
 from peftport.tasks.data import HUB_PREFIX
 
 RunKind = Literal["teacher", "baseline", "transferred"]

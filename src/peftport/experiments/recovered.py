@@ -12,13 +12,19 @@ from safetensors.torch import save_file
 
 from peftport.architectures.models import describe_model
 from peftport.experiments.config import TransferConfig
-from peftport.pipelines.alignment import AlignOptions
-from peftport.pipelines.distillation import load_trained_teacher
-from peftport.pipelines.recovery import RecoveryModels, RecoveryOptions, final_hidden_map, recover
-from peftport.pipelines.trainable import ModuleConfig, attach_module, head_names, load_head, read_head, save_trained
-from peftport.pipelines.training import TrainingConfig, task_model
+from peftport.experiments.training.distillation import load_trained_teacher
+from peftport.experiments.training.options import ModuleConfig, TrainingConfig
+from peftport.experiments.training.trainable import (
+    attach_module,
+    head_names,
+    load_head,
+    read_head,
+    save_trained,
+    task_model,
+)
 from peftport.probing.texts import read_probe_texts
 from peftport.tasks.data import TaskData
+from peftport.transfers.recovery import RecoveryModels, RecoveryOptions, recover
 
 MANIFEST = "peftport_manifest.json"
 
@@ -29,10 +35,11 @@ def recover_transfer(
     staging: Path,
     teacher_module: Path,
     data: TaskData,
-    align: AlignOptions | None,
+    hidden_map: torch.Tensor,
     texts: str,
 ) -> dict[str, Any]:
-    """Recover ``staging/module`` (and ``staging/head_file`` when the head moved) in place; returns the record."""
+    """Recover ``staging/module`` (and ``staging/head_file`` when the head moved) in place; returns the record.
+    Without a head the target is the teacher's final hidden states read through ``hidden_map`` (d_s, d_t)."""
     from transformers import AutoTokenizer
 
     teacher, student = models
@@ -56,8 +63,8 @@ def recover_transfer(
     settings = RecoveryOptions(
         options.recover_steps, options.recover_lr or training.learning_rate, training.batch_size, training.max_length
     )
-    hidden_map = None if head is not None else final_hidden_map(teacher, student, align)
-    record = recover(pair, read_probe_texts(texts, options.probe_sentences), settings, hidden_map)
+    target = None if head is not None else hidden_map  # a moved head: the teacher's logits are the target
+    record = recover(pair, read_probe_texts(texts, options.probe_sentences), settings, target)
     _write_back(moved, module, staging, head is not None)
     return record
 

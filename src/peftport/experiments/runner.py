@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 
 from peftport import __version__
+from peftport.architectures.models import describe_model
 from peftport.experiments.checks import check_experiment
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.experiments.grid import Run, expand
@@ -31,15 +32,17 @@ from peftport.experiments.store import (
     release,
     run_dir,
 )
+from peftport.experiments.training.distillation import DistillTeacher
+from peftport.experiments.training.options import ModuleConfig, TrainingConfig
+from peftport.experiments.training.train import train_module
+from peftport.experiments.training.trainable import read_head
 from peftport.formats.atomic import atomic_directory, make_folder
 from peftport.formats.registry import save_module
-from peftport.pipelines.alignment import AlignOptions
-from peftport.pipelines.distillation import DistillTeacher
-from peftport.pipelines.head_transfer import aligned_head
-from peftport.pipelines.trainable import ModuleConfig, read_head
-from peftport.pipelines.training import TrainingConfig, train_module
-from peftport.pipelines.transfer import transfer
 from peftport.tasks.data import TaskConfig, TaskData, load_task
+from peftport.transfers.api import transfer_module
+from peftport.transfers.heads import aligned_head
+from peftport.transfers.options import TransferOptions
+from peftport.transfers.recovery import final_hidden_map
 from peftport.zoo import resolve_model
 
 PACKAGES = ("torch", "transformers", "peft", "adapters")
@@ -92,47 +95,36 @@ def _transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str,
     cached = out / TRANSFERS_DIR / _transfer_key(spec)
     if (cached / "transfer.json").is_file():
         return cached / "module", {**json.loads((cached / "transfer.json").read_text()), "transfer_cached": True}
-    options = TransferConfig.model_validate(spec["transfer"])
-    probe = align = None
-    texts = options.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
-    settings = (options.probe_sentences, options.token_match, options.lora_b)
-    if options.probes:
-        probe = AlignOptions(texts, *settings, matcher=options.matcher)
-    if options.align != "none":
-        align = AlignOptions(
-            texts, *settings, matcher=options.matcher, method=options.align, calibrate=options.calibrate
-        )
+    config = TransferConfig.model_validate(spec["transfer"])
+    texts = config.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
+    fields = config.model_dump(exclude={"head", "recover_steps", "recover_lr", "probe_data"})
+    options = TransferOptions(**fields, probe_data=texts if config.probes else None, seed=spec["seed"])
     teacher_module = run_dir(out, spec["teacher_run"]) / "module"
+    teacher, student = resolve_model(spec["teacher"]), resolve_model(spec["model"])
+    aligned = config.align != "none"
+    # the final layers' alignment, made in the same probe pass: the teacher head's map or recovery's target
+    wants_final = aligned and (config.head == "teacher" or config.recover_steps > 0)
     start = time.perf_counter()
-    moved = transfer(
-        teacher_module,
-        resolve_model(spec["teacher"]),
-        resolve_model(spec["model"]),
-        options.layer_map,
-        align,
-        probe=probe,
-        min_quality=options.min_quality,
-        lora_svd=options.lora_svd,
-        seed=spec["seed"],
-    )
+    moved = transfer_module(teacher_module, teacher, student, options, final=wants_final)
     facts = {
         "transfer_seconds": time.perf_counter() - start,
-        "alignment": (moved.provenance.get("alignment") or {}).get("mean_matched_correlation"),
+        "alignment": (moved.module.provenance.get("alignment") or {}).get("mean_matched_correlation"),
     }
     head = None
-    if options.head == "teacher" and align is not None:
-        head, facts["head_alignment"] = aligned_head(
-            read_head(teacher_module), resolve_model(spec["teacher"]), resolve_model(spec["model"]), align
-        )
-    if options.head == "teacher" and align is None and options.recover_steps:
+    if config.head == "teacher" and aligned:
+        hidden = describe_model(teacher).dims.hidden_size
+        head, facts["head_alignment"] = aligned_head(read_head(teacher_module), hidden, moved.final, config.align)
+    if config.head == "teacher" and not aligned and config.recover_steps:
         head = read_head(teacher_module)  # copied (equal widths); recovery trains it, so it travels with the module
     with atomic_directory(cached, force=True) as staging:
-        save_module(moved, staging / "module")
+        save_module(moved.module, staging / "module")
         if head is not None:
             save_file(head, str(staging / HEAD_FILE))
-        if options.recover_steps:
-            models = (resolve_model(spec["teacher"]), resolve_model(spec["model"]))
-            facts["recovery"] = recover_transfer(spec, models, staging, teacher_module, data, align, texts)
+        if config.recover_steps:
+            hidden_map = final_hidden_map(moved.final, describe_model(teacher).dims, describe_model(student).dims)
+            facts["recovery"] = recover_transfer(
+                spec, (teacher, student), staging, teacher_module, data, hidden_map, texts
+            )
         (staging / "transfer.json").write_text(json.dumps(facts))
     return cached / "module", {**facts, "transfer_cached": False}
 

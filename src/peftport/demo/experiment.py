@@ -1,4 +1,4 @@
-"""The offline demo: the experiment in ``demo_data/demo.yaml`` on real models and real data, on a CPU."""
+"""The offline demo: the experiment in ``demo/data/demo.yaml`` on real models and real data, on a CPU."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 from rich.console import Console
 
 from peftport.experiments.config import ExperimentConfig, load_config
+from peftport.experiments.report.files import write_report
+from peftport.experiments.report.summary import CellSummary
 from peftport.experiments.runner import run_experiment
-from peftport.reports.experiment import CellSummary
-from peftport.reports.report_files import write_report
 
-DEMO_CONFIG = Path(__file__).resolve().parent / "demo_data" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parent / "data" / "demo.yaml"
 
 
 def demo_config(

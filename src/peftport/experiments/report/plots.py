@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from peftport.reports.experiment import CellSummary, short_name
+from peftport.experiments.report.summary import CellSummary, short_name
 
 
 def _pyplot():

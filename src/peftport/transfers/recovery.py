@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from peftport.architectures.spec import ModelDims
+from peftport.core.alignment import PointAlignment
 from peftport.core.module import PeftModule
 from peftport.errors import PeftportError
 from peftport.probing.collect import MODEL_INPUTS, encode_texts
@@ -188,8 +190,8 @@ def recover_module(
     on logits when ``hidden_map`` is None (the head moved), else on mapped final hidden states."""
     from transformers import AutoTokenizer
 
+    from peftport.formats.loading import apply_module
     from peftport.formats.registry import load_module, save_module
-    from peftport.pipelines.loading import apply_module
 
     head = hidden_map is None
     with tempfile.TemporaryDirectory() as scratch:
@@ -218,40 +220,28 @@ def _save_student(model: torch.nn.Module, directory: Path) -> None:
         model.save_pretrained(str(directory))
 
 
-def final_hidden_map(teacher: str, student: str, align: Any) -> torch.Tensor:
-    """``(d_s, d_t)``: how the teacher's final hidden states read in the student's space: the identity for a
-    copied (equal-width) transfer, else the final layers' alignment made with ``align`` (`AlignOptions`)."""
-    from peftport.architectures.models import describe_model
-    from peftport.pipelines.head_transfer import final_alignment
-
-    if align is None:
-        return torch.eye(describe_model(student).dims.hidden_size)
-    return final_alignment(teacher, student, align).matrix(describe_model(teacher).dims.hidden_size).float()
-
-
 def recovered(
     result: PeftModule,
     module: PeftModule | str | Path,
     teacher: str,
     student: str,
-    align: Any,
-    probe: Any,
+    texts: list[str],
     options: RecoveryOptions,
+    hidden_map: torch.Tensor | None,
 ) -> PeftModule:
-    """A transfer's ``result`` after ``options.steps`` recovery steps on the probe texts of ``probe`` (or
-    ``align``); the target is the teacher's logits when the head moved, else its mapped final states."""
+    """A transfer's ``result`` after ``options.steps`` recovery steps on ``texts``; the target is the teacher's
+    logits when ``hidden_map`` is None (the head moved), else its final states mapped by ``hidden_map``."""
     from peftport.formats.registry import save_module
-    from peftport.pipelines.alignment import AlignOptions
-    from peftport.probing.texts import read_probe_texts
 
-    probing = probe if isinstance(probe, AlignOptions) and probe.probe_data else align
-    if not isinstance(probing, AlignOptions) or not probing.probe_data:
-        raise PeftportError("recovery trains on probe texts: give --probe-data")
-    head = isinstance(result.provenance.get("head"), dict)
-    if not head and align is not None and not isinstance(align, AlignOptions):
-        raise PeftportError("a saved alignment holds no final-layer map for recovery: probe with the transfer")
-    hidden_map = None if head else final_hidden_map(teacher, student, align)
-    texts = read_probe_texts(probing.probe_data, probing.probe_sentences)
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(module) if not isinstance(module, PeftModule) else save_module(module, Path(scratch) / "m")
         return recover_module(result, source, teacher, student, texts, options, hidden_map)
+
+
+def final_hidden_map(final: PointAlignment | None, teacher: ModelDims, student: ModelDims) -> torch.Tensor:
+    """``(d_s, d_t)``: how the teacher's final hidden states read in the student's space: the identity when
+    no final alignment was made (equal widths), else the final layers' alignment ``final`` (`PointAlignment`).
+    ``teacher`` and ``student`` are the models' `ModelDims`."""
+    if final is None:
+        return torch.eye(student.hidden_size)
+    return final.matrix(teacher.hidden_size).float()

@@ -12,12 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from peftport.architectures.models import describe_model
 from peftport.errors import PeftportError
-from peftport.pipelines.distillation import (
-    DistillConfig,
+from peftport.experiments.training.distillation import (
     DistillTeacher,
     TeacherCollator,
     distilling_trainer,
@@ -25,37 +23,18 @@ from peftport.pipelines.distillation import (
     teacher_predictions,
     with_teacher,
 )
-from peftport.pipelines.trainable import (
-    ModuleConfig,
+from peftport.experiments.training.options import ModuleConfig, TrainingConfig
+from peftport.experiments.training.trainable import (
     attach_module,
     head_names,
     load_head,
     save_trained,
+    task_model,
     trainable_groups,
 )
 from peftport.tasks.data import TaskData
 from peftport.tasks.encoding import IGNORED, encode_split
 from peftport.tasks.metrics import accuracy, macro_f1, span_f1
-
-
-class TrainingConfig(BaseModel):
-    """Training budget and optimiser settings (defaults: the paper's lr 1e-5, batch 16, 10 epochs)."""
-
-    model_config = ConfigDict(extra="forbid")
-    learning_rate: float = Field(1e-5, gt=0)
-    head_learning_rate: float | None = Field(
-        None,
-        gt=0,
-        description="learning rate of the task head (default: learning_rate); a larger one helps models "
-        "whose final hidden states are small, e.g. all-mpnet-base-v2",
-    )
-    batch_size: int = Field(16, gt=0)
-    epochs: float = Field(10, gt=0)
-    max_steps: int | None = Field(None, gt=0)
-    eval_every: int | None = Field(None, gt=0, description="evaluate every N steps (learning curve)")
-    max_length: int = Field(128, gt=8)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    distill: DistillConfig | None = Field(None, description="mix in logit distillation from the trained teacher")
 
 
 @dataclass
@@ -89,16 +68,6 @@ def _metric_function(data: TaskData):
         return {"accuracy": accuracy(true, guessed), "macro_f1": macro_f1(true, guessed)}
 
     return compute
-
-
-def task_model(reference: str, data: TaskData) -> torch.nn.Module:
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    auto = AutoModelForTokenClassification if data.kind == "token" else AutoModelForSequenceClassification
-    id2label = dict(enumerate(data.labels))
-    return auto.from_pretrained(
-        reference, num_labels=len(data.labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
-    )
 
 
 def _step_reporter_base() -> type:

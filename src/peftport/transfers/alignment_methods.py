@@ -10,6 +10,7 @@ from peftport.architectures.spec import HEAD_DIMENSIONS, ArchitectureSpec, Model
 from peftport.core.alignment import Alignment, PointAlignment
 from peftport.core.layer_maps import LayerMap
 from peftport.core.matchers import Match, block_match
+from peftport.core.points import ProbePoint
 from peftport.core.projection import MomentAccumulator, fit_map
 from peftport.core.selection import uniform_block_index, uniform_index
 from peftport.errors import PeftportError
@@ -39,7 +40,7 @@ def fitted_point(accumulator: MomentAccumulator) -> PointAlignment:
     )
 
 
-def uniform_alignment(teacher: str, student: str, lmap: LayerMap, points: list[str]) -> Alignment:
+def uniform_alignment(teacher: str, student: str, lmap: LayerMap, points: list[ProbePoint]) -> Alignment:
     """Evenly spaced teacher dimensions for every mapped layer pair and point; reads only the configs."""
     t_info, s_info = describe_model(teacher), describe_model(student)
     t_dims, s_dims = t_info.dims, s_info.dims
@@ -57,9 +58,10 @@ def uniform_alignment(teacher: str, student: str, lmap: LayerMap, points: list[s
     return Alignment(teacher, student, found, details)
 
 
-def point_space(spec: ArchitectureSpec, point: str) -> str:
+def point_space(spec: ArchitectureSpec, point: ProbePoint | str) -> str:
     """The dimension a probe point lives in: a linear slot's input or output, else the hidden states."""
-    kind, slot = point.split(":", 1)
+    point = ProbePoint.parse(point)
+    kind, slot = point.kind, point.slot
     if kind in ("in", "out") and slot in spec.slots:
         return spec.slots[slot].in_dim if kind == "in" else spec.slots[slot].out_dim
     return "hidden"

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
+from peftport.experiments.training.options import DistillConfig
+from peftport.experiments.training.trainable import attach_module, load_head, read_head, task_model
 from peftport.tasks.encoding import IGNORED
 
 TEACHER_LOGITS = "teacher_logits"
@@ -27,14 +28,6 @@ class DistillTeacher:
     reference: str
     module_dir: Path
     module: Any  # the ModuleConfig it was trained with
-
-
-class DistillConfig(BaseModel):
-    """Loss = (1 - weight) * task loss + weight * T^2 * KL(teacher_T || student_T) (Hinton et al., 2015)."""
-
-    model_config = ConfigDict(extra="forbid")
-    weight: float = Field(0.5, gt=0, le=1)
-    temperature: float = Field(2.0, gt=0)
 
 
 def labelled_logits(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
@@ -119,8 +112,6 @@ def load_trained_teacher(reference: str, module_dir: Path, data: Any, module: An
     import inspect
 
     from peftport.architectures.models import describe_model
-    from peftport.pipelines.trainable import attach_module, load_head, read_head
-    from peftport.pipelines.training import task_model  # training imports this module: import late
 
     model = task_model(reference, data)
     load_head(model, read_head(module_dir))

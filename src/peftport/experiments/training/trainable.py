@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from peftport.architectures.spec import ArchitectureSpec
 from peftport.errors import PeftportError
+from peftport.experiments.training.options import ModuleConfig
 from peftport.formats.peft_lora import WRAPPER
+from peftport.tasks.data import TaskData
 
 ADAPTER_NAME = "task"
-
-
-class ModuleConfig(BaseModel):
-    """The module trained on teacher and student (defaults: the paper's LoRA r8 on query+value)."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["lora", "seq_bn", "double_seq_bn"] = "lora"
-    r: int = Field(8, gt=0)
-    alpha: int = Field(16, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    targets: list[str] = Field(default_factory=lambda: ["attn_q", "attn_v"])
-    reduction_factor: int = Field(16, gt=0)
-
-    @property
-    def label(self) -> str:
-        """Short name for tables: ``lora-r8`` or the bottleneck type."""
-        return f"lora-r{self.r}" if self.type == "lora" else self.type
 
 
 def head_names(model: torch.nn.Module) -> list[str]:
@@ -166,3 +149,14 @@ def save_trained(model: torch.nn.Module, config: ModuleConfig, directory: Path) 
         for k, v in getattr(model, n).state_dict().items()
     }
     save_file(head, str(directory / "head.safetensors"))
+
+
+def task_model(reference: str, data: TaskData) -> torch.nn.Module:
+    """The task model of ``data`` (token or sequence classification) on ``reference``, with its labels."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = AutoModelForTokenClassification if data.kind == "token" else AutoModelForSequenceClassification
+    id2label = dict(enumerate(data.labels))
+    return auto.from_pretrained(
+        reference, num_labels=len(data.labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+    )

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from peftport.formats.atomic import atomic_directory
+from peftport.formats.loading import apply_module
 from peftport.formats.registry import save_module
-from peftport.pipelines.loading import apply_module
-from peftport.pipelines.students import make_layer_reduced
-from peftport.pipelines.transfer import transfer
+from peftport.transfers.api import transfer
 from peftport.zoo import minilm_l6_dir
+from peftport.zoo.students import make_layer_reduced
 
 SENTENCES = [
     "The committee approved the new budget on Tuesday.",

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from peftport.errors import PeftportError
-from peftport.experiments.store import read_index
-from peftport.formats.atomic import make_folder
-from peftport.reports.experiment import (
+from peftport.experiments.report.plots import delta_bars, learning_curves
+from peftport.experiments.report.summary import (
     COST_HEADER,
     FACTOR_HEADER,
     FACTORS,
@@ -22,7 +21,8 @@ from peftport.reports.experiment import (
     table_rows,
     write_csv,
 )
-from peftport.reports.plots import delta_bars, learning_curves
+from peftport.experiments.store import read_index
+from peftport.formats.atomic import make_folder
 
 PAPER_SHARE = "the paper reports 88.7% in the matching setup"
 

@@ -1,0 +1,36 @@
+"""What every ``peftport`` command shares: the consoles, the one-line error handling, common options."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from peftport.errors import PeftportError
+
+# wide tables stay readable when the output is a file or a pipe (rich assumes 80 columns there)
+console = Console(width=None if sys.stdout.isatty() else 200)
+errors = Console(stderr=True)
+
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory (written atomically).")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `PeftportError` into a one-line message on stderr and exit code 2."""
+    try:
+        yield
+    except PeftportError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Warnings of peftport's own read one line, like its errors."""
+    return f"warning: {message}\n"

@@ -1,0 +1,133 @@
+"""``peftport transfer`` and ``peftport align``: thin shells around `transfer_module` and `compute_alignment`.
+
+Their option flags are derived from `TransferOptions` (``cli.options``); only the paths and the output
+format are declared here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from peftport.cli.common import Force, Out, console, errors, user_errors
+from peftport.cli.options import field_flags, with_flags
+from peftport.errors import PeftportError
+from peftport.transfers.options import TransferOptions
+
+Teacher = Annotated[str, typer.Option(help="Teacher model: hub name or local directory.")]
+Student = Annotated[str, typer.Option(help="Student model: hub name or local directory.")]
+ALIGN_FLAGS = ("layer_map", "probe_data", "probe_sentences", "token_match", "lora_b", "matcher", "device")
+
+
+def _transfer(
+    teacher: Teacher,
+    student: Student,
+    module: Annotated[Path, typer.Option(help="Teacher module directory (peft or AdapterHub).")],
+    out: Out,
+    alignment: Annotated[Optional[Path], typer.Option(help="Reuse an alignment saved by `peftport align`.")] = None,
+    format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
+    force: Force = False,
+    **flags: Any,
+) -> None:
+    """Initialise a student module from a teacher module; students of another width need --align."""
+    from peftport.formats.alignment_files import load_alignment
+    from peftport.formats.atomic import check_writable
+    from peftport.formats.registry import save_module
+    from peftport.transfers.api import transfer_module
+    from peftport.transfers.options import transfer_options
+    from peftport.zoo import resolve_model
+
+    with user_errors():
+        check_writable(out, force)
+        options = transfer_options(**flags)  # every value is checked now, also those this call does not use
+        if options.head and format not in (None, "peft"):
+            raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
+        saved = load_alignment(alignment) if alignment is not None else None
+        teacher, student = resolve_model(teacher), resolve_model(student)
+        result = transfer_module(module, teacher, student, options, alignment=saved, console=errors).module
+        save_module(result, out, format=format, force=force)
+    _summary(result.provenance, out, result.kind, len(result.layers), options)
+
+
+def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: TransferOptions) -> None:
+    lmap = made["layer_map"]
+    pairs = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap["sources"]))
+    console.print(f"wrote {out} ({kind}, {layers} layers, map {lmap['method']}: {pairs})")
+    record = made.get("alignment")
+    if record and record["method"] == "projection":
+        console.print(
+            f"maps fitted on {record['shared_tokens']} shared tokens from {record['texts']} texts; held-out R^2 "
+            f"student->teacher {record['mean_r2_to_teacher']:.3f}, teacher->student {record['mean_r2_to_student']:.3f}"
+        )
+    elif record and record["method"] == "correlation":
+        console.print(
+            f"aligned on {record['shared_tokens']} shared tokens from {record['texts']} texts; "
+            f"mean matched correlation {record['mean_matched_correlation']:.3f}"
+        )
+    if made["dropped"]:
+        errors.print(
+            f"note: not transferred (outside the layers; --head moves a peft task head): {', '.join(made['dropped'])}"
+        )
+    fallback = made.get("layers") or {}
+    if fallback and not fallback["transferred"]:
+        best = max((q for q in fallback["quality"] if q == q), default=float("nan"))
+        errors.print(
+            f"warning: no student layer reached --min-quality {options.min_quality:g} (best {fallback['measure']} "
+            f"{best:.3f}): every layer keeps the library's fresh initialisation"
+        )
+    if options.recover_steps:
+        done = made["recovery"]
+        console.print(
+            f"recovered {done['steps']} steps on {done['target']} in {done['seconds']:.1f} s "
+            f"(loss {done['first_loss']:.4f} -> {done['last_loss']:.4f})"
+        )
+    if options.head:
+        moved = made["head"]
+        quality, measure = moved.get("mean_matched_correlation"), "held-out R^2" if moved.get("fit") else "correlation"
+        known = isinstance(quality, float) and quality == quality
+        console.print(f"task head {moved['method']}" + (f" (final-layer {measure} {quality:.3f})" if known else ""))
+
+
+def _align(
+    teacher: Teacher,
+    student: Student,
+    out: Out,
+    method: Annotated[str, typer.Option(help="correlation (select dimensions) or projection (fit maps).")] = (
+        "correlation"
+    ),
+    force: Force = False,
+    **flags: Any,
+) -> None:
+    """Compute an alignment for every slot once; reuse it with `transfer --alignment DIR`."""
+    from peftport.architectures.models import describe_model
+    from peftport.core.layer_maps import build_layer_map
+    from peftport.formats.alignment_files import save_alignment
+    from peftport.formats.atomic import check_writable
+    from peftport.probing.session import CKA_MAP
+    from peftport.transfers.alignment import all_points, compute_alignment
+    from peftport.transfers.options import transfer_options
+    from peftport.zoo import resolve_model
+
+    with user_errors():
+        check_writable(out, force)
+        if method not in ("correlation", "projection"):
+            raise PeftportError(f"unknown alignment method '{method}': use correlation or projection")
+        options = transfer_options(**flags, align=method)
+        teacher, student = resolve_model(teacher), resolve_model(student)
+        t_info, s_info = describe_model(teacher), describe_model(student)
+        layers = (t_info.dims.num_layers, s_info.dims.num_layers)
+        lmap = None if options.layer_map == CKA_MAP else build_layer_map(options.layer_map, *layers)
+        points = [p for p in all_points(t_info.spec, options.effective_lora_b) if p.slot in s_info.spec.slots]
+        result = compute_alignment(teacher, student, lmap, points, options, console=errors)
+        save_alignment(result, out, force=force)
+    details = result.details
+    console.print(
+        f"wrote {out}: {len(result.points)} index maps from {details['shared_tokens']} shared tokens "
+        f"({details['shared_tokens_per_text']} per text)"
+    )
+
+
+transfer = with_flags(_transfer, field_flags(TransferOptions))
+align = with_flags(_align, field_flags(TransferOptions, ALIGN_FLAGS, required=("probe_data",)))
+transfer.__name__, align.__name__ = "transfer", "align"

@@ -1,0 +1,53 @@
+"""What a training run is configured by (experiment YAML ``modules`` and ``training``): light models that
+import neither torch nor transformers, so reading an experiment file stays fast."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModuleConfig(BaseModel):
+    """The module trained on teacher and student (defaults: the paper's LoRA r8 on query+value)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["lora", "seq_bn", "double_seq_bn"] = "lora"
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] = Field(default_factory=lambda: ["attn_q", "attn_v"])
+    reduction_factor: int = Field(16, gt=0)
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: ``lora-r8`` or the bottleneck type."""
+        return f"lora-r{self.r}" if self.type == "lora" else self.type
+
+
+class DistillConfig(BaseModel):
+    """Loss = (1 - weight) * task loss + weight * T^2 * KL(teacher_T || student_T) (Hinton et al., 2015)."""
+
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(0.5, gt=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+
+
+class TrainingConfig(BaseModel):
+    """Training budget and optimiser settings (defaults: the paper's lr 1e-5, batch 16, 10 epochs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    learning_rate: float = Field(1e-5, gt=0)
+    head_learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="learning rate of the task head (default: learning_rate); a larger one helps models "
+        "whose final hidden states are small, e.g. all-mpnet-base-v2",
+    )
+    batch_size: int = Field(16, gt=0)
+    epochs: float = Field(10, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    eval_every: int | None = Field(None, gt=0, description="evaluate every N steps (learning curve)")
+    max_length: int = Field(128, gt=8)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    distill: DistillConfig | None = Field(None, description="mix in logit distillation from the trained teacher")

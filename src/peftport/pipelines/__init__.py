@@ -1,1 +1,0 @@
-"""Pipelines: the jobs users run (transfer, demo), built from the layers below."""

@@ -1,1 +1,0 @@
-"""Reports: human-facing summaries of modules and runs (tables, later plots)."""

@@ -1,0 +1,214 @@
+"""Alignments for a teacher/student pair from one probe pass: correlate -> assign, fit maps, or select.
+
+Three methods: ``correlation`` (the paper's: Pearson correlation of matched tokens, then a matcher),
+``projection`` (ridge least-squares maps between the two spaces, see ``core.projection``) and
+``uniform`` (data-free evenly spaced selection, see ``core.selection``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from peftport.architectures.models import describe_model
+from peftport.architectures.spec import ArchitectureSpec
+from peftport.core.alignment import Alignment, PointAlignment
+from peftport.core.layer_maps import LayerMap
+from peftport.core.matchers import get_matcher
+from peftport.core.module import BottleneckSettings, LoraSettings, PeftModule
+from peftport.core.points import ProbePoint
+from peftport.core.projection import calibration_gain, relative_update
+from peftport.core.pruning import ROLE_AXES, project_roles, prune_roles
+from peftport.core.remap import SlotTransform
+from peftport.probing.session import ProbePlan, ProbeResult, ProbeSession
+from peftport.probing.settings import ProbeSettings
+from peftport.transfers.alignment_methods import fitted_point, match_point, point_space, uniform_alignment
+from peftport.transfers.options import TransferOptions
+
+
+def adapter_point(settings: LoraSettings | BottleneckSettings, slot: str) -> ProbePoint:
+    """Probe point of a bottleneck adapter's input: ``adapter_ln:`` after the sub-layer norm, else ``adapter:``."""
+    normed = isinstance(settings, BottleneckSettings) and settings.reads_normed_input
+    return ProbePoint("adapter_ln" if normed else "adapter", slot)
+
+
+def module_points(module: PeftModule, lora_b: str) -> list[ProbePoint]:
+    """Probe points a module's tensors need: the adapter input per bottleneck slot, ``in:``(+``out:``) per LoRA slot."""
+    if module.kind == "bottleneck":
+        return [adapter_point(module.settings, slot) for slot in module.slots]
+    sides = ("in", "out") if lora_b == "output" else ("in",)
+    return [ProbePoint(side, slot) for slot in module.slots for side in sides]
+
+
+def all_points(spec: ArchitectureSpec, lora_b: str) -> list[ProbePoint]:
+    """Every probe point of a family, so one saved alignment serves any module."""
+    sides = ("in", "out") if lora_b == "output" else ("in",)
+    linear = [ProbePoint(side, slot) for slot in spec.slots_of_kind("linear") for side in sides]
+    kinds = ("adapter", "adapter_ln")
+    bottleneck = [ProbePoint(kind, slot) for slot in spec.slots_of_kind("bottleneck") for kind in kinds]
+    return linear + bottleneck
+
+
+def probe_settings(options: TransferOptions) -> ProbeSettings:
+    """How ``options`` probe (their texts, batching and device)."""
+    return ProbeSettings(
+        options.probe_data or "",
+        options.probe_sentences,
+        options.token_match,
+        options.batch_size,
+        options.max_length,
+        options.min_shared_tokens,
+        options.device,
+    )
+
+
+def alignment_details(options: TransferOptions, result: ProbeResult | None, lmap: LayerMap) -> dict[str, Any]:
+    """What a saved alignment and the manifest record of how it was made (the keys of earlier versions)."""
+    details: dict[str, Any] = {
+        "probe_data": options.probe_data,
+        "probe_sentences": options.probe_sentences,
+        "token_match": options.token_match,
+        "lora_b": options.effective_lora_b,
+        "batch_size": options.batch_size,
+        "max_length": options.max_length,
+        "min_shared_tokens": options.min_shared_tokens,
+        "device": options.device,
+        "matcher": options.matcher,
+        "method": options.align,
+        "calibrate": options.calibrate,
+    }
+    if result is not None:
+        details.update(
+            texts=result.texts,
+            shared_tokens=result.stats.total,
+            shared_tokens_per_text=round(result.stats.total / result.texts, 2),
+            device=str(result.device),
+        )
+    return {**details, "layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}}
+
+
+def solve_alignment(
+    result: ProbeResult, teacher: str, student: str, options: TransferOptions, spec: ArchitectureSpec
+) -> Alignment:
+    """Per-point maps from one pass's statistics: fitted ridge maps (``projection``) or matched dimensions."""
+    t_dims, s_dims = describe_model(teacher).dims, describe_model(student).dims
+    matcher = get_matcher(options.matcher)
+    solved: dict[int, PointAlignment] = {}  # shared accumulators are solved once
+    found = {}
+    for request, accumulator in result.accumulators.items():
+        if id(accumulator) not in solved:
+            if options.align == "projection":
+                solved[id(accumulator)] = fitted_point(accumulator)
+            else:
+                space = point_space(spec, request.point)
+                match = match_point(accumulator.pearson(), space, t_dims, s_dims, matcher)
+                solved[id(accumulator)] = PointAlignment(
+                    match.index, accumulator.count, match.mean_matched, match.mean_best, match.projection
+                )
+        found[(request.student_layer, request.teacher_layer, request.point)] = solved[id(accumulator)]
+    return Alignment(teacher, student, found, alignment_details(options, result, result.layer_map))
+
+
+def compute_alignment(
+    teacher: str,
+    student: str,
+    lmap: LayerMap | None,
+    points: list[ProbePoint],
+    options: TransferOptions,
+    console: Console | None = None,
+) -> Alignment:
+    """Align every mapped layer pair and point in one probe pass (``uniform``: no probing). ``lmap`` None:
+    the layer map is chosen by CKA in the same pass (``details["layer_map"]`` holds it)."""
+    if options.align == "uniform":
+        if lmap is None:
+            raise ValueError("uniform alignment needs a layer map")
+        return uniform_alignment(teacher, student, lmap, points)
+    session = ProbeSession(teacher, student, probe_settings(options), console)
+    result = session.probe(ProbePlan(lmap, tuple(points), fitted=options.align == "projection"))
+    return solve_alignment(result, teacher, student, options, session.models()[0].spec)
+
+
+def alignment_record(alignment: Alignment, lmap: LayerMap, points: list[str]) -> dict[str, Any]:
+    """Manifest diagnostics: per student layer, teacher layers, tokens, quality figures and index maps.
+
+    ``mean_matched_correlation`` is each point's quality: the matched correlation for ``correlation``, the
+    held-out R^2 of the student -> teacher map for ``projection`` (``quality_measure`` says which).
+    """
+    layers = []
+    for i, group in enumerate(lmap.sources):
+        entries = {f"{t}/{p}": alignment.get(i, t, p).to_dict() for t in group for p in points}
+        layers.append({"student_layer": i, "teacher_layers": list(group), "points": entries})
+    method = alignment.details.get("method", "correlation")
+    summary = {
+        k: alignment.details.get(k)
+        for k in ("probe_data", "texts", "shared_tokens", "token_match", "lora_b", "matcher")
+    }
+    entries = [e for layer in layers for e in layer["points"].values()]
+    record = {
+        "method": method,
+        **summary,
+        "quality_measure": "heldout_r2" if method == "projection" else "correlation",
+        "layers": layers,
+        "mean_matched_correlation": _mean([e["mean_matched_correlation"] for e in entries]),
+    }
+    if method == "projection":
+        record["mean_r2_to_teacher"] = _mean([e["fit"]["r2_to_teacher"] for e in entries])
+        record["mean_r2_to_student"] = _mean([e["fit"]["r2_to_student"] for e in entries])
+    return record
+
+
+def _mean(values: list[float]) -> float:
+    real = [v for v in values if not math.isnan(v)]
+    return sum(real) / len(real) if real else float("nan")
+
+
+def _teacher_width(roles: dict[str, torch.Tensor], space: str) -> int:
+    for role, tensor in roles.items():
+        for axis, side in ROLE_AXES.get(role, {}).items():
+            if side == space:
+                return tensor.shape[axis]
+    return 0
+
+
+def prune_transform(
+    module: PeftModule, alignment: Alignment, lora_b: str, calibrate: bool = False, gains: dict | None = None
+) -> SlotTransform:
+    """The per-(student layer, teacher layer) pruning that :func:`remap_layers` applies before averaging.
+
+    Permutation alignments select teacher entries; rotations and soft matches project them; fitted maps
+    read through the student -> teacher map and write through the teacher -> student map. ``calibrate``
+    (fitted maps, LoRA): scale B so that the update's size relative to the slot's output is the teacher's;
+    the factors are written to ``gains`` under ``"<student layer>/<teacher layer>/<slot>"``.
+    """
+
+    def transform(student_layer: int, teacher_layer: int, slot: str, roles: dict[str, torch.Tensor]) -> dict:
+        if module.kind == "bottleneck":
+            found_in = found_out = alignment.get(student_layer, teacher_layer, adapter_point(module.settings, slot))
+        else:
+            found_in = alignment.get(student_layer, teacher_layer, f"in:{slot}")
+            found_out = found_in if lora_b == "input" else alignment.get(student_layer, teacher_layer, f"out:{slot}")
+        if found_in.projection is None and found_out.projection is None:
+            return prune_roles(roles, found_in.index, found_out.index)
+        projected = project_roles(
+            roles,
+            found_in.input_matrix(_teacher_width(roles, "in")),
+            found_out.matrix(_teacher_width(roles, "out")),
+        )
+        if calibrate and module.kind == "lora" and found_in.moments is not None and found_out.moments is not None:
+            gain = _calibration(roles, projected, found_in.moments, found_out.moments)
+            projected["lora_B"] = projected["lora_B"] * gain
+            if gains is not None:
+                gains[f"{student_layer}/{teacher_layer}/{slot}"] = gain
+        return projected
+
+    return transform
+
+
+def _calibration(roles: dict, projected: dict, moments_in: tuple, moments_out: tuple) -> float:
+    """Gain on B' matching the relative update size (``core.projection.relative_update``) of teacher and student."""
+    teacher = relative_update(roles["lora_A"], roles["lora_B"], moments_in[0], moments_out[0])
+    student = relative_update(projected["lora_A"], projected["lora_B"], moments_in[1], moments_out[1])
+    return calibration_gain(teacher, student)

@@ -1,0 +1,77 @@
+"""The layer map of a transfer and, with ``--min-quality``, which student layers keep a fresh init."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from peftport.core.initialisation import default_roles
+from peftport.core.layer_maps import LayerMap, build_layer_map
+from peftport.core.module import LayerTensors
+from peftport.errors import PeftportError, ShapeMismatchError
+from peftport.probing.session import CKA_MAP
+
+
+def fixed_layer_map(layer_map: str | LayerMap, teacher_layers: int, student_layers: int) -> LayerMap | None:
+    """The map named or given (None for ``cka``: chosen while probing), checked against the student's depth."""
+    if isinstance(layer_map, LayerMap):
+        lmap = layer_map
+    elif layer_map == CKA_MAP:
+        return None
+    else:
+        lmap = build_layer_map(layer_map, teacher_layers, student_layers)
+    check_depth(lmap, student_layers)
+    return lmap
+
+
+def check_depth(lmap: LayerMap, student_layers: int) -> None:
+    """The map covers exactly the student's layers."""
+    if lmap.num_student_layers != student_layers:
+        raise ShapeMismatchError(
+            f"the layer map covers {lmap.num_student_layers} layers, the student has {student_layers}"
+        )
+
+
+def layer_quality(
+    lmap: LayerMap, similarity: list[list[float]] | None, record: dict[str, Any] | None
+) -> tuple[list[float], str]:
+    """Per student layer: mean matched correlation (aligned transfers) or CKA of its teacher layers."""
+    if record is not None:
+        by_layer = {e["student_layer"]: e for e in record["layers"]}
+        values = [
+            _mean([p["mean_matched_correlation"] for p in by_layer[i]["points"].values()])
+            for i in range(lmap.num_student_layers)
+        ]
+        return values, "mean_matched_correlation"
+    if similarity is not None:
+        return [_mean([similarity[i][t] for t in group]) for i, group in enumerate(lmap.sources)], "linear_cka"
+    raise PeftportError(
+        "--min-quality needs a per-layer quality: use --layer-map cka or --align correlation (SKIP/AVG of equal "
+        "widths measure nothing)"
+    )
+
+
+def fall_back(
+    layers: LayerTensors, quality: list[float], measure: str, threshold: float, seed: int
+) -> tuple[LayerTensors, dict[str, Any]]:
+    """Layers whose quality is below ``threshold`` get the library's fresh initialisation instead."""
+    generator = torch.Generator().manual_seed(seed)
+    low = [i for i, q in enumerate(quality) if not q >= threshold]  # NaN counts as low
+    kept = {
+        i: {slot: default_roles(roles, generator) for slot, roles in slots.items()} if i in low else slots
+        for i, slots in layers.items()
+    }
+    record = {
+        "quality": quality,
+        "measure": measure,
+        "min_quality": threshold,
+        "transferred": [i for i in sorted(layers) if i not in low],
+        "default_init": [i for i in sorted(layers) if i in low],
+    }
+    return kept, record
+
+
+def _mean(values: list[float]) -> float:
+    real = [v for v in values if v == v]
+    return sum(real) / len(real) if real else float("nan")

@@ -1,0 +1,186 @@
+"""A transfer's options, written once: the CLI flags of ``peftport transfer``, the experiment YAML's
+``transfers`` entries and the keyword arguments of :func:`peftport.transfer` all derive from these models.
+
+``TransferFields`` holds what every entry point shares; ``TransferOptions`` adds what a single transfer
+needs (the head as a switch, the probing device, the seed of fresh layers, probing batch sizes). The
+experiment file's ``TransferConfig`` (``experiments.config``) adds its own ``head`` choice instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from peftport.errors import PeftportError
+
+ALIGN_METHODS = ("correlation", "projection", "uniform")
+PROBING_METHODS = ("correlation", "projection")
+MATCHERS = ("hungarian", "procrustes", "sinkhorn")  # core.matchers.MATCHERS (kept light: no torch here)
+TOKEN_MATCHES = ("offsets", "strings")  # probing.tokens.TOKEN_MATCHES
+LORA_B_MODES = ("input", "output")
+DEFAULT_RECOVER_LR = 1e-3
+
+
+def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} '{value}': use one of {', '.join(allowed)}")
+    return value
+
+
+class TransferFields(BaseModel):
+    """Options every entry point shares (CLI, YAML, API); each field's description is its help text."""
+
+    model_config = ConfigDict(extra="forbid")
+    layer_map: str = Field(
+        "skip",
+        description="skip, skip-last, skip-uniform, avg, identity, cka (best monotone map by CKA on --probe-data), "
+        "or a list like '0,2,4' ('+' averages).",
+    )
+    align: str = Field(
+        "none",
+        description="'none' (equal widths), 'correlation' (the paper's prune and align), 'projection' (ridge maps "
+        "between the hidden spaces; any widths) or 'uniform' (data-free evenly spaced selection).",
+    )
+    probe_data: str | None = Field(None, description="Probe texts: text/CoNLL/TSV file (.gz ok) or hub dataset.")
+    probe_sentences: int = Field(1000, description="Number of probe texts to use.")
+    token_match: str = Field("offsets", description="Shared tokens by character 'offsets' or reference 'strings'.")
+    lora_b: str = Field("input", description="LoRA B rows: reuse the 'input' alignment or align the layer 'output'.")
+    matcher: str = Field(
+        "hungarian", description="hungarian (permutation, the paper's), procrustes (rotation) or sinkhorn (soft)."
+    )
+    min_quality: float | None = Field(
+        None,
+        description="Student layers whose quality (matched correlation, held-out R^2 of projection, or CKA) is "
+        "lower keep a fresh init.",
+    )
+    lora_svd: bool = Field(
+        False,
+        description="Merge LoRA layer groups through B@A, re-factored by truncated SVD.",
+        json_schema_extra={"flag": "--lora-svd"},
+    )
+    calibrate: bool = Field(
+        True, description="With --align projection: give each LoRA update the teacher's size relative to its slot."
+    )
+    recover_steps: int = Field(
+        0,
+        description="Then train the student's module (and moved head) this many steps on the probe texts, without "
+        "labels, towards the teacher's outputs (logits with --head, else mapped final hidden states).",
+    )
+    recover_lr: float | None = Field(None, description=f"Learning rate of recovery (default {DEFAULT_RECOVER_LR:g}).")
+
+    @field_validator("align")
+    @classmethod
+    def _align(cls, value: str) -> str:
+        if value not in ("none", *ALIGN_METHODS):
+            raise ValueError(f"unknown alignment '{value}': use none, {', '.join(ALIGN_METHODS)}")
+        return value
+
+    @field_validator("matcher")
+    @classmethod
+    def _matcher(cls, value: str) -> str:
+        return _one_of(value, MATCHERS, "matcher")
+
+    @field_validator("token_match")
+    @classmethod
+    def _token_match(cls, value: str) -> str:
+        return _one_of(value, TOKEN_MATCHES, "token matching")
+
+    @field_validator("lora_b")
+    @classmethod
+    def _lora_b(cls, value: str) -> str:
+        return _one_of(value, LORA_B_MODES, "LoRA B alignment")
+
+    @field_validator("probe_sentences")
+    @classmethod
+    def _sentences(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("probe sentences and batch size must be positive")
+        return value
+
+    @field_validator("recover_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("recovery needs steps >= 0")
+        return value
+
+    @field_validator("recover_lr")
+    @classmethod
+    def _lr(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError("recovery needs a positive learning rate")
+        return value
+
+    @property
+    def probes(self) -> bool:
+        """Whether the transfer runs both models on probe texts (a probing alignment, a CKA layer map, recovery)."""
+        return self.align in PROBING_METHODS or self.layer_map == "cka" or self.recover_steps > 0
+
+    @property
+    def effective_lora_b(self) -> str:
+        """Fitted and uniform maps write LoRA B in its own output space, whatever ``lora_b`` says."""
+        return self.lora_b if self.align in ("none", "correlation") else "output"
+
+
+class TransferOptions(TransferFields):
+    """Every option of one transfer (``peftport transfer``, :func:`peftport.transfer`), validated once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    head: bool = Field(
+        False,
+        description="Move the task head too (peft modules_to_save): copied, or aligned by the last layers.",
+        json_schema_extra={"flag": "--head"},
+    )
+    device: str | None = Field(None, description="Device for probing (default: cuda if available, else cpu).")
+    seed: int = Field(0, description="Seed of the fresh initialisation of layers below --min-quality.")
+    batch_size: int = Field(32, description="Probe texts per forward pass.", json_schema_extra={"cli": False})
+    max_length: int = Field(128, description="Tokens per probe text.", json_schema_extra={"cli": False})
+    min_shared_tokens: int = Field(
+        100, description="Fewest shared tokens to trust statistics.", json_schema_extra={"cli": False}
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        from peftport.probing.settings import pick_device
+
+        try:
+            pick_device(value)
+        except PeftportError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _needs_texts(self) -> TransferOptions:
+        if self.batch_size < 1 or self.max_length < 2:
+            raise ValueError("probe sentences and batch size must be positive")
+        if self.align in PROBING_METHODS and not self.probe_data:
+            raise ValueError(f"{self.align} alignment needs probe texts: give --probe-data FILE")
+        if self.layer_map == "cka" and not self.probe_data:
+            raise ValueError("the 'cka' layer map compares both models on probe texts: give --probe-data")
+        if self.recover_steps and not self.probe_data:
+            raise ValueError("recovery trains on probe texts: give --probe-data")
+        return self
+
+    @property
+    def recovery_lr(self) -> float:
+        """The learning rate recovery uses."""
+        return self.recover_lr if self.recover_lr is not None else DEFAULT_RECOVER_LR
+
+
+def transfer_options(**values: Any) -> TransferOptions:
+    """`TransferOptions` from keyword values; a bad value is a one-line `PeftportError` naming it."""
+    try:
+        return TransferOptions(**values)
+    except ValidationError as exc:
+        raise PeftportError(first_error(exc)) from None
+
+
+def first_error(error: ValidationError) -> str:
+    """The first problem of a validation error as one line (our own messages without pydantic's prefix)."""
+    first = error.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "value_error" or not first["loc"]:
+        return message
+    return f"{'.'.join(str(part) for part in first['loc'])}: {message}"
