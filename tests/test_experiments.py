@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from peftport.experiments import runner
 from peftport.experiments.config import load_config
 from peftport.experiments.grid import expand
 from peftport.experiments.report.files import write_report
-from peftport.experiments.report.summary import HEADER, is_paper_method, summarise, table_rows
+from peftport.experiments.report.summary import summarise
 from peftport.experiments.store import TRANSFERS_DIR, claim, read_index, release
 from tiny_models import save_tiny_model
 from tiny_tokenizers import WORDS, probe_sentences, save_metaspace_bpe, save_wordpiece
@@ -95,7 +96,8 @@ def test_grid_runs_and_reports_through_the_cli(setup, cli):
     records = read_index(out)
     assert sorted(r["kind"] for r in records) == ["baseline"] * 2 + ["teacher"] * 2 + ["transferred"] * 2
     for record in records:
-        assert record["git"] is not None and record["versions"]["torch"].startswith("2.13")
+        assert record["git"] is None or re.fullmatch("[0-9a-f]{4,40}", record["git"])  # no git: None, not a failure
+        assert record["versions"]["torch"].startswith("2.13")
         assert record["steps"] == 4 and [p["step"] for p in record["curve"]] == [0, 2, 4]
         assert record["metric"] in record["final"] and record["wall_seconds"] > 0
         run = out / "runs" / record["id"]
@@ -180,21 +182,6 @@ def test_grid_compares_new_transfer_options(setup):
 
 
 @pytest.mark.parametrize(
-    ("label", "paper"),
-    [
-        ("skip", True),
-        ("avg+corr(offsets,input)", True),
-        ("cka", False),
-        ("skip+head", False),
-        ("avg+svd", False),
-        ("skip+corr(strings,output)+procrustes", False),
-    ],
-)
-def test_paper_methods_are_told_apart_from_additions(label, paper):
-    assert is_paper_method(label) is paper
-
-
-@pytest.mark.parametrize(
     ("pair", "task"), [(("teacher", "student"), NER), (("wide", "narrow"), NER), (("teacher", "student"), PARA)]
 )
 def test_students_can_distil_from_the_teacher(setup, monkeypatch, pair, task):
@@ -227,41 +214,6 @@ def test_students_can_distil_from_the_teacher(setup, monkeypatch, pair, task):
     assert [r.get("variant") for r in records] == [None, "distill(w0.7,T2)", "distill(w0.7,T2)"]
     (cell,) = summarise(records)
     assert cell.transfer.endswith("+distill(w0.7,T2)") and cell.seeds == 1
-
-
-def _record(kind, score, variant=None, transfer=None, zero=0.0):
-    record = {
-        "id": f"{kind}-{score}",
-        "kind": kind,
-        "model": "teacher" if kind == "teacher" else "student",
-        "teacher": None if kind == "baseline" and not variant else "teacher",
-        "task": "ner",
-        "language": "en",
-        "module": "lora-r8",
-        "seed": 0,
-        "metric": "f1",
-        "transfer": transfer,
-        "final": {"f1": score},
-        "zero_step": {"f1": zero},
-        "curve": [{"step": 10, "f1": score}],
-    }
-    return {**record, "teacher_run": "teacher-0.9"} | ({"variant": variant} if variant else {})
-
-
-def test_distilling_and_plain_students_of_one_cell_are_reported_apart():
-    distil = "distill(w0.5,T2)"
-    records = [
-        _record("teacher", 0.9),
-        _record("baseline", 0.2),
-        _record("transferred", 0.3, transfer="skip"),
-        _record("baseline", 0.4, distil),
-        _record("transferred", 0.35, distil, "skip"),
-    ]
-    cells = {c.transfer: c for c in summarise(records)}
-    assert set(cells) == {"skip", f"skip+{distil}"}
-    assert cells["skip"].baseline == 0.2 and round(cells["skip"].delta, 6) == 0.1
-    assert cells[f"skip+{distil}"].baseline == 0.4 and round(cells[f"skip+{distil}"].delta, 6) == -0.05
-    assert all(c.teacher == 0.9 for c in cells.values())
 
 
 def test_resume_after_a_stop_loses_only_the_run_in_flight(setup, monkeypatch):
@@ -438,37 +390,6 @@ def test_run_ids_do_not_depend_on_the_working_directory(setup, monkeypatch):
     assert here == there and len(set(here)) == len(here) == 3
     moved = [r.id for r in expand(load_config(config_file), root / "elsewhere" / "out")]
     assert not set(moved) & set(here)  # the data lies elsewhere relative to that folder: other runs
-
-
-PUBLISHED = {
-    **dict.fromkeys(
-        ["matching", "matching-sentence", "incompatible", "beyond", "beyond-incompatible", "beyond-distill"], "study"
-    ),
-    **dict.fromkeys(["widths", "widths-matching", "widths-de"], "widths"),
-    "widths-compute": "widths-compute",
-}
-
-
-@pytest.mark.parametrize(("name", "folder"), sorted(PUBLISHED.items()))
-def test_the_published_study_keeps_its_run_ids(name, folder):
-    """Options added later stay out of run ids at their defaults, so the committed studies still resume, and
-    every run of every published config has its record committed."""
-    study = Path(__file__).resolve().parents[1] / "docs" / "results"
-    published = {record["id"] for record in read_index(study / folder)}
-    runs = expand(load_config(study / f"{name}.yaml"), study / folder)
-    assert runs and [r.id for r in runs if r.id not in published] == []
-
-
-def test_zero_step_scores_of_transferred_and_baseline_students_stand_side_by_side():
-    records = [
-        _record("teacher", 0.9),
-        _record("baseline", 0.2, zero=0.01),
-        _record("transferred", 0.3, transfer="skip+proj+head", zero=0.55),
-    ]
-    (cell,) = summarise(records)
-    assert cell.zero_step == pytest.approx(0.55) and cell.baseline_zero_step == pytest.approx(0.01)
-    (row,) = table_rows([cell])
-    assert row[HEADER.index("zero-step")] == "55.0 (base 1.0)"
 
 
 def test_grid_runs_projection_and_uniform_transfers_across_widths(setup):

@@ -184,6 +184,21 @@ def test_head_is_copied_for_equal_widths_and_loads_in_peft(models, headed, cli, 
     assert torch.equal(_head_after_loading(models["prefix"], out), teacher_weight)
 
 
+def test_a_moved_head_is_never_dropped_by_an_adapterhub_output(models, headed, tmp_path):
+    import peftport
+    from peftport.errors import ModuleFormatError
+
+    moved = peftport.transfer(headed["same"], teacher=str(models["teacher"]), student=str(models["prefix"]), head=True)
+    assert moved.provenance["head"] == {"method": "copied"} and moved.extras
+    with pytest.raises(ModuleFormatError, match="moved task head"):
+        peftport.save_module(moved, tmp_path / "ah", format="adapterhub")
+    assert not (tmp_path / "ah").exists()
+    peftport.save_module(moved, tmp_path / "peft", format="peft")
+    assert torch.equal(
+        _head_after_loading(models["prefix"], tmp_path / "peft"), moved.extras["base_model.model.classifier.weight"]
+    )
+
+
 def test_head_is_aligned_for_a_narrower_student(models, headed, cli, tmp_path):
     out = tmp_path / "aligned"
     extra = ("--align", "correlation", "--probe-data", models["probe"], "--probe-sentences", "60", "--head")

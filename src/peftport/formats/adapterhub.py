@@ -136,6 +136,11 @@ def check_writable(module: PeftModule) -> None:
     bad = [s for s in slots if s not in allowed]
     if bad:
         raise ModuleFormatError(f"AdapterHub {module.kind} cannot target slot(s) {bad}: keep the peft format")
+    if isinstance(module.provenance.get("head"), dict) and module.format_options.get("source_format") != NAME:
+        raise ModuleFormatError(
+            "the module carries a moved task head (peft modules_to_save), which an AdapterHub directory cannot "
+            "hold: save it in peft format"
+        )
 
 
 def _lora_options(module: PeftModule, slots: list[str], leave_out: list[int]) -> Any:

@@ -33,26 +33,34 @@ def _mean_curve(runs: list[dict[str, Any]], metric: str) -> tuple[list[float], l
     return steps, [100 * sum(by_step[s]) / len(by_step[s]) for s in steps]
 
 
+def curve_groups(records: list[dict[str, Any]], cell: CellSummary) -> dict[str, list[dict[str, Any]]]:
+    """The runs a cell's learning-curve plot averages: its baselines and its transferred students, both of the
+    cell's training variant only (distilling students never mix with plain ones)."""
+    transfer = cell.transfer.removesuffix(f"+{cell.variant}") if cell.variant else cell.transfer
+    common = [
+        r
+        for r in records
+        if r["task"] == cell.task
+        and r["language"] == cell.language
+        and r["module"] == cell.module
+        and r["model"] == cell.student_model
+        and r.get("variant") == cell.variant
+    ]
+    return {
+        "baseline": [r for r in common if r["kind"] == "baseline"],
+        f"transferred ({cell.transfer})": [
+            r
+            for r in common
+            if r["kind"] == "transferred" and r["transfer"] == transfer and r["teacher"] == cell.teacher_model
+        ],
+    }
+
+
 def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], folder: Path) -> list[Path]:
     """One PNG per cell: mean test score over seeds against training steps, baseline vs transferred."""
     plt, written = _pyplot(), []
     for cell in cells:
-        common = [
-            r
-            for r in records
-            if r["task"] == cell.task
-            and r["language"] == cell.language
-            and r["module"] == cell.module
-            and r["model"] == cell.student_model
-        ]
-        groups = {
-            "baseline": [r for r in common if r["kind"] == "baseline"],
-            f"transferred ({cell.transfer})": [
-                r
-                for r in common
-                if r["kind"] == "transferred" and r["transfer"] == cell.transfer and r["teacher"] == cell.teacher_model
-            ],
-        }
+        groups = curve_groups(records, cell)
         figure, axes = plt.subplots(figsize=(5, 3.2))
         for label, runs in groups.items():
             steps, scores = _mean_curve(runs, cell.metric)

@@ -38,6 +38,7 @@ class CellSummary:
     zero_step: float
     steps_to_baseline: float | None
     baseline_zero_step: float = float("nan")  # the baseline before training: what the zero-step is compared with
+    variant: str | None = None  # the students' training variant (distillation), also in ``transfer``
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -111,6 +112,7 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
         statistics.fmean(_score(r, "zero_step") for r in runs),
         statistics.fmean(reached) if reached and len(reached) == len(reach) else None,
         _stats(base_zero)[0],
+        variant,
     )
 
 
