@@ -35,8 +35,9 @@ from peftport.experiments.training.trainable import read_head  # noqa: E402
 from peftport.formats.registry import load_module, save_module  # noqa: E402
 from peftport.probing.texts import read_probe_texts  # noqa: E402
 from peftport.tasks.readers import read_conll  # noqa: E402
-from peftport.transfers.alignment import AlignOptions, compute_alignment, module_points  # noqa: E402
+from peftport.transfers.alignment import compute_alignment, module_points  # noqa: E402
 from peftport.transfers.api import transfer  # noqa: E402
+from peftport.transfers.options import transfer_options  # noqa: E402
 
 
 def pooled(model_dir: str, module_dir: Path | None, texts: list[str]) -> torch.Tensor:
@@ -145,7 +146,9 @@ def main() -> None:
     args = parser.parse_args()
     texts = read_probe_texts(args.probe_data, args.probe_sentences + args.eval_sentences)
     held_out = texts[args.probe_sentences :]
-    options = AlignOptions(args.probe_data, args.probe_sentences, lora_b="output")
+    options = transfer_options(
+        align="correlation", probe_data=args.probe_data, probe_sentences=args.probe_sentences, lora_b="output"
+    )
     scores: dict[str, list[float]] = {"input": [], "output": [], "random": []}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -169,7 +172,7 @@ def main() -> None:
             t_shift = pooled(args.teacher, module_dir, held_out) - t_base
             for mode in ("input", "output"):
                 alignment.details["lora_b"] = mode
-                moved = transfer(module, args.teacher, args.student, lmap, alignment)
+                moved = transfer(module, args.teacher, args.student, lmap, alignment=alignment)
                 if mode == "input":
                     variants = {"input": moved, "random": random_rows(moved, module, lmap, seed)}
                 else:

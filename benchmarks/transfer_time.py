@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from peftport.architectures.models import describe_model  # noqa: E402
-from peftport.transfers.alignment import AlignOptions  # noqa: E402
 from peftport.transfers.api import transfer  # noqa: E402
+from peftport.transfers.options import transfer_options  # noqa: E402
 
 
 def random_copy(model_dir: Path, out: Path) -> Path:
@@ -72,15 +72,16 @@ def main() -> None:
         if args.random_init:
             teacher, student = random_copy(teacher, root / "teacher"), random_copy(student, root / "student")
         module = teacher_lora(teacher, root / "lora")
-        options = AlignOptions(
-            args.probe_data,
-            args.sentences,
+        options = transfer_options(
+            align=args.method,
+            probe_data=args.probe_data,
+            probe_sentences=args.sentences,
             lora_b=args.lora_b,
             batch_size=args.batch_size,
             device=args.device,
-            method=args.method,
         )
-        transfer(module, str(teacher), str(student), "skip", AlignOptions(args.probe_data, 8, device=args.device))
+        warm_up = options.model_copy(update={"probe_sentences": 8})
+        transfer(module, str(teacher), str(student), "skip", warm_up)
         started = time.perf_counter()
         result = transfer(module, str(teacher), str(student), "skip", options)
         seconds = time.perf_counter() - started
@@ -90,7 +91,8 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(
         f"{t['family']} {t['num_layers']}x{t['hidden_size']} -> {s['family']} {s['num_layers']}x{s['hidden_size']}, "
-        f"LoRA q,v r8, skip, {args.method}, lora-b {options.lora_b}: {seconds:.1f} s for {record['texts']} texts / "
+        f"LoRA q,v r8, skip, {args.method}, lora-b {options.effective_lora_b}: {seconds:.1f} s "
+        f"for {record['texts']} texts / "
         f"{record['shared_tokens']} shared tokens ({record['shared_tokens'] / seconds:.0f} tokens/s) on {name}"
     )
 
