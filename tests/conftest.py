@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import transformers
 
+from grid_setup import make_grid_setting
 from tiny_models import save_tiny_model
 
 transformers.logging.set_verbosity_error()
@@ -42,3 +43,9 @@ def cli() -> Callable[..., object]:
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """The tiny experiment setting of the grid tests: ``(root, models)`` (see ``grid_setup``)."""
+    return make_grid_setting(tmp_path_factory)

@@ -31,7 +31,7 @@ from peftport.probing.tokens import gather_matched
 
 CKA_MAP = "cka"
 CKA_MAX_TOKENS = 4000
-Rows = dict[tuple[Target, Target], tuple[torch.Tensor, torch.Tensor]]
+Rows = tuple[dict[Target, torch.Tensor], dict[Target, torch.Tensor]]  # matched rows per teacher, student target
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class _Accumulating:
 
     def update(self, rows: Rows) -> None:
         for pair in set(self.pairs.values()):
-            t_rows, s_rows = rows[pair]
+            t_rows, s_rows = rows[0][pair[0]], rows[1][pair[1]]
             if pair not in self.shared:
                 self.shared[pair] = self.make(s_rows.shape[1], t_rows.shape[1], self.device)
             self.shared[pair].update(s_rows, t_rows)
@@ -158,10 +158,9 @@ class _Accumulating:
 
 
 def _rows(t_hidden: dict, s_hidden: dict, matches: list, pairs: set[tuple[Target, Target]]) -> Rows:
-    return {
-        (t, s): (gather_matched(t_hidden[t], matches, "teacher"), gather_matched(s_hidden[s], matches, "student"))
-        for t, s in pairs
-    }
+    """The matched-token rows of every target the pairs read, each gathered once (however many pairs share it)."""
+    teacher = {t: gather_matched(t_hidden[t], matches, "teacher") for t in {t for t, _ in pairs}}
+    return teacher, {s: gather_matched(s_hidden[s], matches, "student") for s in {s for _, s in pairs}}
 
 
 def _one_pass(
