@@ -43,15 +43,22 @@ def _record(kind, score, variant=None, transfer=None, zero=0.0):
     return {**record, "teacher_run": "teacher-0.9"} | ({"variant": variant} if variant else {})
 
 
-def test_distilling_and_plain_students_of_one_cell_are_reported_apart():
-    distil = "distill(w0.5,T2)"
-    records = [
+DISTIL = "distill(w0.5,T2)"
+
+
+def _plain_and_distilling() -> list[dict]:
+    """One cell's runs: plain students and students distilling from the teacher, each with a baseline."""
+    return [
         _record("teacher", 0.9),
         _record("baseline", 0.2),
         _record("transferred", 0.3, transfer="skip"),
-        _record("baseline", 0.4, distil),
-        _record("transferred", 0.35, distil, "skip"),
+        _record("baseline", 0.4, DISTIL),
+        _record("transferred", 0.35, DISTIL, "skip"),
     ]
+
+
+def test_distilling_and_plain_students_of_one_cell_are_reported_apart():
+    distil, records = DISTIL, _plain_and_distilling()
     cells = {c.transfer: c for c in summarise(records)}
     assert set(cells) == {"skip", f"skip+{distil}"}
     assert cells["skip"].baseline == 0.2 and round(cells["skip"].delta, 6) == 0.1
@@ -72,14 +79,7 @@ def test_zero_step_scores_of_transferred_and_baseline_students_stand_side_by_sid
 
 
 def test_learning_curves_keep_plain_and_distilling_students_apart(tmp_path):
-    distil = "distill(w0.5,T2)"
-    records = [
-        _record("teacher", 0.9),
-        _record("baseline", 0.2),
-        _record("transferred", 0.3, transfer="skip"),
-        _record("baseline", 0.4, distil),
-        _record("transferred", 0.35, distil, "skip"),
-    ]
+    distil, records = DISTIL, _plain_and_distilling()
     cells = {c.transfer: c for c in summarise(records)}
     plain, distilled = curve_groups(records, cells["skip"]), curve_groups(records, cells[f"skip+{distil}"])
     assert [r["final"]["f1"] for r in plain["baseline"]] == [0.2]
