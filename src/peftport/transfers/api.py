@@ -37,7 +37,7 @@ from peftport.transfers.heads import aligned_head, check_head_width, final_layer
 from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality
 from peftport.transfers.options import PROBING_METHODS, TransferOptions, transfer_options
 from peftport.transfers.provenance import provenance
-from peftport.transfers.recovery import RecoveryOptions, final_hidden_map, recovered
+from peftport.transfers.recovery import RecoveryOptions, final_hidden_map, recover_module
 
 # Options tied to the teacher model or its task head: peft refuses a SEQ_CLS module whose file lacks
 # the head weights it lists in modules_to_save, so they are kept only when the head moves too.
@@ -140,7 +140,7 @@ def transfer_module(
         texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)
         recovery = RecoveryOptions(options.recover_steps, options.recovery_lr)
         hidden_map = None if head is not None else final_hidden_map(final_found, t_info.dims, s_info.dims)
-        result_module = recovered(result_module, module, teacher, student, texts, recovery, hidden_map)
+        result_module = recover_module(result_module, module, teacher, student, texts, recovery, hidden_map)
     return Transferred(result_module, final_found)
 
 

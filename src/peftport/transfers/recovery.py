@@ -179,15 +179,16 @@ def _trainable_student(reference: str, module: PeftModule, directory: Path, head
 
 def recover_module(
     result: PeftModule,
-    source: Path,
+    source: PeftModule | str | Path,
     teacher: str,
     student: str,
     texts: list[str],
     options: RecoveryOptions,
     hidden_map: torch.Tensor | None,
 ) -> PeftModule:
-    """``result`` (a transferred module) after recovery towards the teacher with its module ``source``:
-    on logits when ``hidden_map`` is None (the head moved), else on mapped final hidden states."""
+    """``result`` (a transferred module) after ``options.steps`` recovery steps on ``texts`` towards the
+    teacher with its module ``source`` (a directory or a `PeftModule`): on logits when ``hidden_map`` is None
+    (the head moved), else on the teacher's final hidden states mapped by ``hidden_map``."""
     from transformers import AutoTokenizer
 
     from peftport.formats.loading import apply_module
@@ -197,6 +198,8 @@ def recover_module(
     with tempfile.TemporaryDirectory() as scratch:
         before, after = Path(scratch) / "before", Path(scratch) / "after"
         save_module(result, before)
+        if isinstance(source, PeftModule):
+            source = save_module(source, Path(scratch) / "source")
         source_module = load_module(source)
         teacher_model, _ = apply_module(_loaded(teacher, source_module, head), source)
         models = RecoveryModels(
@@ -218,24 +221,6 @@ def _save_student(model: torch.nn.Module, directory: Path) -> None:
         model.save_adapter(str(directory), model.active_adapters.last())
     else:
         model.save_pretrained(str(directory))
-
-
-def recovered(
-    result: PeftModule,
-    module: PeftModule | str | Path,
-    teacher: str,
-    student: str,
-    texts: list[str],
-    options: RecoveryOptions,
-    hidden_map: torch.Tensor | None,
-) -> PeftModule:
-    """A transfer's ``result`` after ``options.steps`` recovery steps on ``texts``; the target is the teacher's
-    logits when ``hidden_map`` is None (the head moved), else its final states mapped by ``hidden_map``."""
-    from peftport.formats.registry import save_module
-
-    with tempfile.TemporaryDirectory() as scratch:
-        source = Path(module) if not isinstance(module, PeftModule) else save_module(module, Path(scratch) / "m")
-        return recover_module(result, source, teacher, student, texts, options, hidden_map)
 
 
 def final_hidden_map(final: PointAlignment | None, teacher: ModelDims, student: ModelDims) -> torch.Tensor:
