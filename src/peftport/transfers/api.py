@@ -84,11 +84,10 @@ def transfer(
     (``peftport align``) used instead of probing. Tensors outside the transformer layers (task heads) are
     dropped and listed in the provenance unless ``head``.
     """
-    named = layer_map if isinstance(layer_map, str) else "skip"
-    values = {**(options.model_dump() if options is not None else {"layer_map": named}), **fields}
-    if isinstance(layer_map, str) and layer_map != "skip":
+    values = options.model_dump() if options is not None else {}
+    if isinstance(layer_map, str) and (options is None or layer_map != "skip"):  # "skip": the default
         values["layer_map"] = layer_map
-    resolved = transfer_options(**values)
+    resolved = transfer_options(**{**values, **fields})
     given = layer_map if isinstance(layer_map, LayerMap) else None
     return transfer_module(module, teacher, student, resolved, alignment=alignment, layer_map=given).module
 

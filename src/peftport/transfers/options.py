@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from peftport.errors import PeftportError
 
@@ -20,6 +20,13 @@ MATCHERS = ("hungarian", "procrustes", "sinkhorn")  # core.matchers.MATCHERS (ke
 TOKEN_MATCHES = ("offsets", "strings")  # probing.tokens.TOKEN_MATCHES
 LORA_B_MODES = ("input", "output")
 DEFAULT_RECOVER_LR = 1e-3
+
+
+CHOICES = {  # field -> (allowed values, what the error calls it)
+    "matcher": (MATCHERS, "matcher"),
+    "token_match": (TOKEN_MATCHES, "token matching"),
+    "lora_b": (LORA_B_MODES, "LoRA B alignment"),
+}
 
 
 def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -76,20 +83,11 @@ class TransferFields(BaseModel):
             raise ValueError(f"unknown alignment '{value}': use none, {', '.join(ALIGN_METHODS)}")
         return value
 
-    @field_validator("matcher")
+    @field_validator("matcher", "token_match", "lora_b")
     @classmethod
-    def _matcher(cls, value: str) -> str:
-        return _one_of(value, MATCHERS, "matcher")
-
-    @field_validator("token_match")
-    @classmethod
-    def _token_match(cls, value: str) -> str:
-        return _one_of(value, TOKEN_MATCHES, "token matching")
-
-    @field_validator("lora_b")
-    @classmethod
-    def _lora_b(cls, value: str) -> str:
-        return _one_of(value, LORA_B_MODES, "LoRA B alignment")
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        allowed, what = CHOICES[info.field_name]
+        return _one_of(value, allowed, what)
 
     @field_validator("probe_sentences")
     @classmethod
