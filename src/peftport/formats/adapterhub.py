@@ -24,6 +24,7 @@ from peftport.core.module import (
 from peftport.errors import ModuleFormatError
 from peftport.formats.families import locate_all, resolve_spec
 from peftport.formats.tensor_files import first_existing, read_json, read_tensors, write_torch
+from peftport.formats.validation import validate_module
 
 NAME = "adapterhub"
 CONFIG_FILE = "adapter_config.json"
@@ -103,7 +104,7 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
         elif role is not None:
             loc = where[path]
             layers.setdefault(loc.layer, {}).setdefault(loc.slot, {})[role] = tensors[key]
-    return PeftModule(
+    module = PeftModule(
         kind="lora" if isinstance(settings, LoraSettings) else "bottleneck",
         settings=settings,
         family=spec.name,
@@ -116,6 +117,8 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
         extras=extras,
         format_options={"source_format": NAME, "model_class": full.get("model_class")},
     )
+    validate_module(module, directory)
+    return module
 
 
 def _uniform_slots(module: PeftModule) -> list[str]:

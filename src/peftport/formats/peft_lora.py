@@ -14,6 +14,7 @@ from peftport.core.module import LORA_A, LayerTensors, LoraSettings, PeftModule,
 from peftport.errors import ModuleFormatError
 from peftport.formats.families import locate_all, resolve_spec
 from peftport.formats.tensor_files import first_existing, read_json, read_tensors, write_safetensors
+from peftport.formats.validation import validate_module
 
 NAME = "peft"
 CONFIG_FILE = "adapter_config.json"
@@ -100,7 +101,7 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
         use_rslora=bool(config.get("use_rslora", False)),
         dropout=float(config.get("lora_dropout", 0.0)),
     )
-    return PeftModule(
+    module = PeftModule(
         kind="lora",
         settings=settings,
         family=spec.name,
@@ -111,6 +112,9 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
         extras=extras,
         format_options={"source_format": NAME, **{k: config.get(k) for k in KEPT_OPTIONS}},
     )
+    targets = config.get("target_modules")
+    validate_module(module, directory, targets if isinstance(targets, list) else None)
+    return module
 
 
 def _target_modules(spec: ArchitectureSpec, module: PeftModule) -> list[str] | str:
