@@ -33,6 +33,7 @@ def _transfer(
     """Initialise a student module from a teacher module; students of another width need --align."""
     from peftport.formats.alignment_files import load_alignment
     from peftport.formats.atomic import check_writable
+    from peftport.formats.loading import user_model_class
     from peftport.formats.registry import save_module
     from peftport.transfers.api import transfer_module
     from peftport.transfers.options import transfer_options
@@ -48,6 +49,7 @@ def _transfer(
         result = transfer_module(module, teacher, student, options, alignment=saved, console=errors).module
         save_module(result, out, format=format, force=force)
     _summary(result.provenance, out, result.kind, len(result.layers), options)
+    console.print(f"checked: loads on {student} as {user_model_class(result)} with every adapter key in place")
 
 
 def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: TransferOptions) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from peftport.core.module import PeftModule
 from peftport.formats.registry import detect_format
 
 
@@ -51,3 +53,44 @@ def apply_module(model: torch.nn.Module, module_dir: str | Path) -> tuple[torch.
     loader = _with_peft if detect_format(module_dir) == "peft" else _with_adapters
     loaded, report = loader(model, module_dir)
     return loaded.eval(), report
+
+
+# peft task types -> the transformers auto class a user loads such a module on
+TASK_CLASSES = {
+    "TOKEN_CLS": "AutoModelForTokenClassification",
+    "SEQ_CLS": "AutoModelForSequenceClassification",
+    "CAUSAL_LM": "AutoModelForCausalLM",
+}
+
+
+def user_model_class(module: PeftModule) -> str:
+    """The auto class a user loads ``module`` on: its task type's class; else, for keys in a task model's
+    layout (``bert.encoder...``), a task class (token classification: every task class shares the layout);
+    else the bare model."""
+    task = module.format_options.get("task_type")
+    if task in TASK_CLASSES:
+        return TASK_CLASSES[task]
+    return "AutoModelForTokenClassification" if module.task_model else "AutoModel"
+
+
+def head_labels(module: PeftModule) -> int:
+    """How many labels the module's task head predicts (2 when it carries none)."""
+    weights = [t for k, t in module.extras.items() if k.endswith("weight") and t.dim() == 2]
+    return int(weights[-1].shape[0]) if weights else 2
+
+
+def load_check(module: PeftModule, module_dir: Path, reference: str) -> tuple[str, LoadReport]:
+    """Load the written ``module_dir`` onto ``reference`` built as the class a user loads it on, on the meta
+    device (no weights are read); returns that class's name and which adapter keys did not fit."""
+    import transformers
+
+    name = user_model_class(module)
+    config = transformers.AutoConfig.from_pretrained(reference)
+    if name != "AutoModel":
+        config.num_labels = head_labels(module)
+    with torch.device("meta"):
+        model = getattr(transformers, name).from_config(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report says what did not load
+        _, report = apply_module(model, module_dir)
+    return name, report

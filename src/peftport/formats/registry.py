@@ -70,22 +70,45 @@ def save_module(
     directory: str | Path,
     format: str | None = None,
     force: bool = False,
+    check_load: bool = True,
 ) -> Path:
     """Write ``module`` atomically (default format: the one it was read from).
 
     A module made by peftport (non-empty ``provenance``) gets a ``peftport_manifest.json``
-    next to its weights, recording where it came from and how.
+    next to its weights, recording where it came from and how. A transferred module (its provenance
+    names the student) is then loaded onto the student, built on the meta device as the class a user
+    loads it on (``loads_on`` in the manifest); if any adapter key is missing or unexpected, nothing is
+    written (``check_load=False`` skips this).
     """
+    from peftport.formats.loading import user_model_class
+
     chosen = codec(format or module.format_options.get("source_format") or peft_lora.NAME)
     chosen.check_writable(module)
+    student = (module.provenance.get("student") or {}).get("model") if check_load else None
     target = Path(directory)
     with atomic_directory(target, force=force) as staging:
         chosen.write(module, staging)
         if module.provenance:
             manifest = {"peftport_version": __version__, **module.provenance, "format": chosen.name}
+            if student:
+                manifest["loads_on"] = {"model_class": user_model_class(module), "model": student}
             manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
             (staging / MANIFEST_FILE).write_text(manifest_text + "\n", encoding="utf-8")
+        if student:
+            _check_loads(module, staging, student)
     return target
+
+
+def _check_loads(module: PeftModule, staging: Path, student: str) -> None:
+    from peftport.formats.loading import load_check
+
+    name, report = load_check(module, staging, student)
+    if not report.clean:
+        keys = report.missing or report.unexpected
+        raise ModuleFormatError(
+            f"the written module does not load on {student} as {name}: {len(report.missing)} adapter keys "
+            f"missing, {len(report.unexpected)} unexpected (e.g. {keys[0]}); nothing was written"
+        )
 
 
 def convert_module(directory: str | Path, to: str, out: str | Path, force: bool = False) -> Path:

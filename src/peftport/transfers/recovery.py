@@ -24,6 +24,7 @@ from peftport.architectures.spec import ModelDims
 from peftport.core.alignment import PointAlignment
 from peftport.core.module import PeftModule
 from peftport.errors import PeftportError
+from peftport.formats.loading import head_labels, user_model_class
 from peftport.probing.collect import MODEL_INPUTS, encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched, match_by_offsets
 
@@ -137,30 +138,16 @@ def recover(
     }
 
 
-TASK_CLASSES = {"TOKEN_CLS": "AutoModelForTokenClassification", "SEQ_CLS": "AutoModelForSequenceClassification"}
-
-
-def _model_class(module: PeftModule, head: bool) -> Any:
-    """The class a user loads this module on: the task class of its head, else the bare model."""
+def _loaded(reference: str, module: PeftModule, head: bool) -> torch.nn.Module:
+    """``reference`` as the class a user loads ``module`` on (with as many labels as a moved head)."""
     import transformers
 
-    if not head:
-        return transformers.AutoModel
-    task = module.format_options.get("task_type")
-    if task not in TASK_CLASSES:
+    name = user_model_class(module)
+    if head and name not in ("AutoModelForTokenClassification", "AutoModelForSequenceClassification"):
+        task = module.format_options.get("task_type")
         raise PeftportError(f"recovery with a moved head needs a token or sequence classification module, not {task}")
-    return getattr(transformers, TASK_CLASSES[task])
-
-
-def _num_labels(module: PeftModule) -> int:
-    weights = [t for k, t in module.extras.items() if k.endswith("weight") and t.dim() == 2]
-    return int(weights[-1].shape[0]) if weights else 2
-
-
-def _loaded(reference: str, module: PeftModule, head: bool) -> torch.nn.Module:
-    """The model class a user loads ``module`` on, with as many labels as its head."""
-    labels = {"num_labels": _num_labels(module)} if head else {}
-    return _model_class(module, head).from_pretrained(reference, **labels)
+    labels = {"num_labels": head_labels(module)} if name != "AutoModel" else {}
+    return getattr(transformers, name).from_pretrained(reference, **labels)
 
 
 def _trainable_student(reference: str, module: PeftModule, directory: Path, head: bool) -> torch.nn.Module:
