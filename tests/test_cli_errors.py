@@ -26,6 +26,10 @@ def setup(tmp_path_factory, tiny_model):
     corrupt = root / "corrupt"
     make_peft_lora(tiny_model("bert", 4), "bert", corrupt)
     (corrupt / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 10)
+    truncated = make_peft_lora(tiny_model("bert", 4), "bert", root / "truncated")
+    weights = (truncated / "adapter_model.safetensors").read_bytes()
+    (truncated / "adapter_model.safetensors").write_bytes(weights[: len(weights) - 100])  # a copy cut short
+    (root / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
     bad_json = root / "bad_json"
     bad_json.mkdir()
     (bad_json / "adapter_config.json").write_text("{not json")
@@ -52,6 +56,8 @@ def setup(tmp_path_factory, tiny_model):
         "seq_bn": make_adapterhub(tiny_model("bert", 4), "seq_bn", root / "seq_bn"),
         "distil_lora": make_peft_lora(tiny_model("distilbert", 4), "distilbert", root / "distil_lora"),
         "corrupt": corrupt,
+        "truncated": truncated,
+        "BINARY": root / "binary.txt",
         "bad_json": bad_json,
         "no_config": no_config,
         "missing": root / "does-not-exist",
@@ -63,6 +69,7 @@ BAD_TRANSFERS = [
     ("no adapter_config.json", dict(module="no_config"), "has no adapter_config.json: not a peft or AdapterHub module"),
     ("corrupt config", dict(module="bad_json"), "cannot read .*adapter_config.json"),
     ("corrupt weights", dict(module="corrupt"), "corrupt weights file .*adapter_model.safetensors"),
+    ("truncated weights", dict(module="truncated"), "corrupt weights file .*adapter_model.safetensors"),
     ("unknown family", dict(student="gpt2"), "unknown model type 'gpt2'"),
     ("student deeper than teacher", dict(student="bert8"), r"more layers \(8\) than the teacher \(4\)"),
     ("layer out of range", dict(layer_map="0,7"), r"teacher layers \[7\] out of range 0..3"),
@@ -94,6 +101,11 @@ BAD_TRANSFERS = [
         "empty probe file",
         dict(module="qv_lora", student="narrow", extra=["--align", "correlation", "--probe-data", "EMPTY"]),
         "holds no texts",
+    ),
+    (
+        "binary probe file",
+        dict(module="qv_lora", student="narrow", extra=["--align", "correlation", "--probe-data", "BINARY"]),
+        r"binary.txt is not \(gzipped\) UTF-8 text",
     ),
     (
         "too few shared tokens",

@@ -240,3 +240,10 @@ def test_a_min_quality_no_layer_reaches_is_warned_about(models, cli, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0 and manifest["layers"]["transferred"] == []
     assert "warning: no student layer reached --min-quality 5 (best linear_cka 1.000)" in result.stderr
+    assert manifest["layers"]["warning"].startswith("no student layer reached --min-quality 5")
+    strict, _ = _run(
+        cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "strict",
+        "--layer-map", "cka", "--probe-data", models["probe"], "--min-quality", "5", "--strict",
+    )  # fmt: skip
+    assert strict.exit_code == 2 and "(--strict)" in strict.stderr and not (tmp_path / "strict").exists()
+    assert len(strict.stderr.strip().splitlines()) == 1

@@ -72,12 +72,8 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
             f"note: not transferred (outside the layers; --head moves a peft task head): {', '.join(made['dropped'])}"
         )
     fallback = made.get("layers") or {}
-    if fallback and not fallback["transferred"]:
-        best = max((q for q in fallback["quality"] if q == q), default=float("nan"))
-        errors.print(
-            f"warning: no student layer reached --min-quality {options.min_quality:g} (best {fallback['measure']} "
-            f"{best:.3f}): every layer keeps the library's fresh initialisation"
-        )
+    if "warning" in fallback:
+        errors.print(f"warning: {fallback['warning']}", soft_wrap=True)
     if options.recover_steps:
         done = made["recovery"]
         console.print(

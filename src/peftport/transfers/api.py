@@ -131,6 +131,8 @@ def transfer_module(
     if options.min_quality is not None:
         quality, measure = layer_quality(lmap, similarity, record)
         layers, layer_record = fall_back(layers, quality, measure, options.min_quality, options.seed)
+        if options.strict and "warning" in layer_record:
+            raise PeftportError(f"{layer_record['warning']} (--strict)")
     extras, head_record = _moved_head(head, final_found, t_info, plan.method) if head is not None else ({}, None)
     origin = None if isinstance(module, PeftModule) else str(module)
     made = provenance(source, origin, t_info, s_info, lmap, record, similarity, layer_record, head_record)

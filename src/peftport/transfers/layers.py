@@ -69,6 +69,12 @@ def fall_back(
         "transferred": [i for i in sorted(layers) if i not in low],
         "default_init": [i for i in sorted(layers) if i in low],
     }
+    if not record["transferred"]:
+        best = max((q for q in quality if q == q), default=float("nan"))
+        record["warning"] = (
+            f"no student layer reached --min-quality {threshold:g} (best {measure} {best:.3f}): every layer "
+            "keeps the library's fresh initialisation"
+        )
     return kept, record
 
 

@@ -131,6 +131,11 @@ class TransferOptions(TransferFields):
         json_schema_extra={"flag": "--head"},
     )
     device: str | None = Field(None, description="Device for probing (default: cuda if available, else cpu).")
+    strict: bool = Field(
+        False,
+        description="Fail instead of warning when no student layer reaches --min-quality.",
+        json_schema_extra={"flag": "--strict"},
+    )
     seed: int = Field(0, description="Seed of the fresh initialisation of layers below --min-quality.")
     batch_size: int = Field(32, description="Probe texts per forward pass.", json_schema_extra={"cli": False})
     max_length: int = Field(128, description="Tokens per probe text.", json_schema_extra={"cli": False})
