@@ -6,14 +6,16 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from peftport import __version__
 from peftport.cli.common import Force, Out, console, errors, one_line_warning, user_errors
+from peftport.cli.options import field_flags, validated, with_flags
 from peftport.cli.transfer import align, transfer
 from peftport.errors import PeftportError
+from peftport.experiments.ray_backend import RayOptions
 
 app = typer.Typer(
     help="Move PEFT modules (LoRA, bottleneck adapters) from a teacher model to a smaller student.",
@@ -90,19 +92,39 @@ def convert(
     console.print(f"wrote {out} ({to})")
 
 
-@app.command()
-def run(
+def _run(
     config: Annotated[Path, typer.Argument(help="Experiment file (YAML): pairs, tasks, modules, transfers, seeds.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Experiment folder (runs, results.jsonl, report).")],
+    backend: Annotated[
+        str, typer.Option(help="'default' (this process; start more to share the folder) or 'ray' (Ray tasks).")
+    ] = "default",
+    **ray_flags: Any,
 ) -> None:
     """Run an experiment grid; finished runs are skipped, so the same command resumes after a stop."""
     from peftport.experiments.config import load_config
+    from peftport.experiments.ray_backend import RayOptions, run_on_ray
     from peftport.experiments.runner import run_experiment
 
+    failed: dict[str, str] = {}
     with user_errors():
-        done = run_experiment(load_config(config), out, console=errors)
+        if backend not in ("default", "ray"):
+            raise PeftportError(f"unknown backend '{backend}': use default or ray")
+        options = validated(RayOptions, ray_flags)
+        if backend == "ray":
+            outcome = run_on_ray(load_config(config), out, options, console=errors)
+            done, failed = outcome.done, outcome.failed
+        else:
+            if ray_flags != RayOptions().model_dump():
+                raise PeftportError("--address, --workers and --gpus-per-run go with --backend ray")
+            done = run_experiment(load_config(config), out, console=errors)
     console.print(f"{len(done)} runs done now; results in {out / 'results.jsonl'}")
     _print_report(out)
+    if failed:
+        errors.print(f"error: {len(failed)} runs failed: {', '.join(sorted(failed))}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+run = app.command(name="run")(with_flags(_run, field_flags(RayOptions)))
 
 
 @app.command()

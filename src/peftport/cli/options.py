@@ -56,3 +56,16 @@ def with_flags(command: Callable[..., None], params: list[inspect.Parameter]) ->
     wrapper.__doc__ = command.__doc__
     wrapper.__name__ = command.__name__
     return wrapper
+
+
+def validated(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """``model(**values)``, a bad value as a one-line `PeftportError` naming it."""
+    from pydantic import ValidationError
+
+    from peftport.errors import PeftportError
+    from peftport.transfers.options import first_error
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise PeftportError(first_error(exc)) from None

@@ -211,6 +211,15 @@ def _variant(spec: dict[str, Any]) -> dict[str, str]:
     return {"variant": f"distill(w{distill['weight']:g},T{distill['temperature']:g})"}
 
 
+def prepare(config: ExperimentConfig, out: Path) -> tuple[list[Run], list[Run]]:
+    """Check the experiment, make its folder and record its config; every run and the unfinished ones."""
+    check_experiment(config)
+    make_folder(out)
+    (out / f"experiment-{config.name}.json").write_text(config.model_dump_json(indent=1))
+    runs, done = expand(config, out), finished(out)
+    return runs, [r for r in runs if r.id not in done]
+
+
 def run_experiment(
     config: ExperimentConfig,
     out: Path,
@@ -218,11 +227,7 @@ def run_experiment(
     on_run: Callable[[Run, dict[str, Any]], None] | None = None,
 ) -> list[Run]:
     """Run every unfinished run of ``config`` into ``out``; returns the runs done now."""
-    check_experiment(config)
-    make_folder(out)
-    (out / f"experiment-{config.name}.json").write_text(config.model_dump_json(indent=1))
-    runs, done = expand(config, out), finished(out)
-    todo = [r for r in runs if r.id not in done]
+    runs, todo = prepare(config, out)
     data = DataCache()
     console = console or Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
