@@ -88,3 +88,62 @@ def test_learning_curves_keep_plain_and_distilling_students_apart(tmp_path):
     assert [r["final"]["f1"] for r in distilled[f"transferred (skip+{distil})"]] == [0.35]
     written = learning_curves(records, list(cells.values()), tmp_path)
     assert len(set(written)) == 2 and all(p.stat().st_size > 0 for p in written)
+
+
+def _curve_run(kind, seed, curve, transfer=None):
+    """A run of one cell with a full learning curve (steps, F1) ending at its final score."""
+    record = _record(kind, curve[-1][1], transfer=transfer)
+    return {
+        **record,
+        "id": f"{kind}-{seed}",
+        "seed": seed,
+        "steps": curve[-1][0],
+        "curve": [{"step": step, "f1": f1} for step, f1 in curve],
+    }
+
+
+def _reaching_cell() -> list[dict]:
+    """Three seeds over 100 steps; the transferred students reach their baseline's final 0.5 at step 20, at step 60
+    and never."""
+    base = [(0, 0.0), (20, 0.2), (60, 0.4), (100, 0.5)]
+    moved = [
+        [(0, 0.1), (20, 0.5), (60, 0.6), (100, 0.7)],
+        [(0, 0.1), (20, 0.3), (60, 0.5), (100, 0.55)],
+        [(0, 0.1), (20, 0.2), (60, 0.3), (100, 0.4)],
+    ]
+    runs = [_record("teacher", 0.9)]
+    for seed, curve in enumerate(moved):
+        runs += [_curve_run("baseline", seed, base), _curve_run("transferred", seed, curve, "skip")]
+    return runs
+
+
+def test_steps_to_baseline_are_a_median_with_never_counted_and_a_share_of_the_budget():
+    from peftport.experiments.report.summary import steps_saved
+
+    (cell,) = summarise(_reaching_cell())
+    assert cell.steps_to_baseline_median == 60 and cell.budget == 100
+    assert cell.steps_to_baseline is None  # the mean needs every seed to reach it
+    assert cell.reach_shares == (0.2, 0.6, float("inf"))
+    (row,) = table_rows([cell])
+    assert row[HEADER.index("steps to baseline")] == "60 (60%)"
+    assert steps_saved([cell]).startswith("Transferred students reach their baseline's final score after a median 60%")
+    assert "2 of 3 cases" in steps_saved([cell])
+
+
+def test_area_under_the_curve_and_gap_to_the_teacher_are_reported():
+    (cell,) = summarise(_reaching_cell())
+    # baseline: (20*0.1 + 40*0.3 + 40*0.45) / 100 = 0.32; seed 0: (20*0.3 + 40*0.55 + 40*0.65) / 100 = 0.54
+    assert cell.baseline_auc == pytest.approx(0.32)
+    assert cell.auc == pytest.approx((0.54 + 0.42 + 0.26) / 3)
+    (row,) = table_rows([cell])
+    assert row[HEADER.index("AUC (base)")] == "40.7 (32.0)"
+    assert row[HEADER.index("gap to teacher")] == f"{100 * (0.9 - (0.7 + 0.55 + 0.4) / 3):.1f}"
+
+
+def test_a_cell_whose_median_seed_never_reaches_the_baseline_shows_a_dash():
+    runs = _reaching_cell()
+    for point in runs[4]["curve"][2:]:  # seed 1 now stays below the baseline's final score
+        point["f1"] = 0.45
+    (cell,) = summarise(runs)
+    assert cell.steps_to_baseline_median is None
+    assert table_rows([cell])[0][HEADER.index("steps to baseline")] == "-"

@@ -70,3 +70,24 @@ def test_head_learning_rate_moves_the_head_further(model_dir, data, tmp_path):
         return float(torch.linalg.norm(head["classifier.weight"] - start["weight"]))
 
     assert moved(1e-1) > 10 * moved(None)
+
+
+@pytest.mark.parametrize(
+    ("eval_every", "expected"),
+    [(None, [0, 1, 2, 5, 10]), (4, [0, 1, 2, 4, 5, 8, 10])],
+)
+def test_eval_log_evaluates_at_doubling_steps(model_dir, data, tmp_path, eval_every, expected):
+    training = TrainingConfig(learning_rate=1e-3, batch_size=4, max_steps=10, eval_log=5, eval_every=eval_every)
+    result = train_module(model_dir, data, ModuleConfig(type="lora", r=2), training, seed=0, out=tmp_path)
+    assert [point["step"] for point in result.curve] == expected
+    assert all("f1" in point for point in result.curve)
+
+
+def test_eval_log_leaves_run_ids_of_earlier_grids_alone():
+    from peftport.experiments.grid import _training_spec
+
+    plain = TrainingConfig(max_steps=10)
+    assert "eval_log" not in _training_spec(plain)
+    assert _training_spec(TrainingConfig(max_steps=10, eval_log=8))["eval_log"] == 8
+    with pytest.raises(ValueError, match="greater than 1"):
+        TrainingConfig(eval_log=1)

@@ -119,7 +119,7 @@ LATER_OPTIONS = {
     "recover_lr": None,
     "calibrate": True,
 }
-LATER_TRAINING = {"distill": None, "head_learning_rate": None}
+LATER_TRAINING = {"distill": None, "head_learning_rate": None, "eval_log": None}
 
 
 def _training_spec(training: TrainingConfig) -> dict[str, Any]:

@@ -5,18 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from peftport.errors import PeftportError
-from peftport.experiments.report.plots import delta_bars, learning_curves
-from peftport.experiments.report.summary import (
+from peftport.experiments.report.factors import (
     COST_HEADER,
     FACTOR_HEADER,
     FACTORS,
-    HEADER,
-    CellSummary,
     cost_rows,
     factor_rows,
+    overall_by_pair,
+)
+from peftport.experiments.report.plots import delta_bars, learning_curves
+from peftport.experiments.report.summary import (
+    HEADER,
+    CellSummary,
     is_paper_method,
     overall,
-    overall_by_pair,
+    steps_saved,
     summarise,
     table_rows,
     write_csv,
@@ -66,11 +69,14 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "in percent, mean ± std over seeds; delta = transferred - baseline, paired by seed; positive = share "
         "of seeds with delta > 0; zero-step = transferred student before any training (base: the baseline's); "
         "steps to baseline = first evaluated step at which the transferred student reaches the baseline's final "
-        "score (mean over seeds, '-' if some seed never does).",
+        "score (median over seeds, a seed that never does counting as never; '-' if the median never does) and its "
+        "share of the budget; AUC = area under the learning curve divided by the budget, i.e. the mean score over "
+        "training (base: the baseline's); gap to teacher = teacher - transferred.",
         "",
         f"{overall(cells)} ({PAPER_SHARE})" if cells else "No transferred runs yet.",
         "",
         *_paper_only(cells),
+        *([steps_saved(cells), ""] if steps_saved(cells) else []),
         *[f"- {line}" for line in overall_by_pair(cells)],
         "",
         _markdown(HEADER, table_rows(cells)),

@@ -56,17 +56,38 @@ def curve_groups(records: list[dict[str, Any]], cell: CellSummary) -> dict[str, 
     }
 
 
+def step_axis_is_log(steps: list[float]) -> bool:
+    """Whether evaluation steps double rather than grow evenly (``eval_log``): then the curve's step axis is
+    logarithmic, so the early phase is not squeezed into the first pixels.
+
+    >>> step_axis_is_log([0, 5, 10, 20, 39, 78, 156, 312, 625])
+    True
+    >>> step_axis_is_log([0, 25, 50, 75])
+    False
+    """
+    positive = sorted({s for s in steps if s > 0})
+    if len(positive) < 3:
+        return False
+    gaps = [b - a for a, b in zip(positive, positive[1:], strict=False)]
+    return max(gaps) > 4 * min(gaps)
+
+
 def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], folder: Path) -> list[Path]:
     """One PNG per cell: mean test score over seeds against training steps, baseline vs transferred."""
     plt, written = _pyplot(), []
     for cell in cells:
         groups = curve_groups(records, cell)
         figure, axes = plt.subplots(figsize=(5, 3.2))
+        all_steps: list[float] = []
         for label, runs in groups.items():
             steps, scores = _mean_curve(runs, cell.metric)
             axes.plot(steps, scores, marker="o", markersize=3, label=label)
+            all_steps += steps
+        log_scale = step_axis_is_log(all_steps)
+        if log_scale:
+            axes.set_xscale("symlog", linthresh=min(s for s in all_steps if s > 0))
         axes.set(
-            xlabel="training steps",
+            xlabel="training steps (log)" if log_scale else "training steps",
             ylabel=f"{cell.metric} (%)",
             title=f"{cell.task}/{cell.language} {cell.module} {short_name(cell.student_model)}",
         )

@@ -39,9 +39,14 @@ class CellSummary:
     steps_to_baseline: float | None
     baseline_zero_step: float = float("nan")  # the baseline before training: what the zero-step is compared with
     variant: str | None = None  # the students' training variant (distillation), also in ``transfer``
+    steps_to_baseline_median: float | None = None  # median over seeds; a seed that never reaches it counts as last
+    budget: float = float("nan")  # the students' training steps (mean over seeds)
+    auc: float = float("nan")  # area under the transferred students' learning curve / budget (mean score)
+    baseline_auc: float = float("nan")
+    reach_shares: tuple[float, ...] = ()  # per seed: steps to the baseline's final score / budget (inf: never)
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return float("nan"), float("nan")
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -53,6 +58,34 @@ def _score(record: dict[str, Any], part: str = "final") -> float:
 
 def _first_reaching(curve: list[dict[str, float]], metric: str, target: float) -> float | None:
     return next((point["step"] for point in curve if point.get(metric, float("-inf")) >= target), None)
+
+
+def area_under_curve(curve: list[dict[str, float]], metric: str) -> float:
+    """The learning curve's area (trapezoids over steps) divided by its last step: the mean score over training.
+
+    >>> area_under_curve([{"step": 0, "f1": 0.0}, {"step": 10, "f1": 0.5}, {"step": 20, "f1": 0.5}], "f1")
+    0.375
+    """
+    points = [(p["step"], p[metric]) for p in curve if metric in p]
+    if len(points) < 2 or points[-1][0] <= points[0][0]:
+        return float("nan")
+    area = sum((b - a) * (u + v) / 2 for (a, u), (b, v) in zip(points, points[1:], strict=False))
+    return area / (points[-1][0] - points[0][0])
+
+
+def median_reach(shares: list[float]) -> float | None:
+    """Median over seeds of the steps (or share of the budget) needed to reach the baseline's final score, a seed
+    that never reaches it counting as infinitely many; ``None`` when the median itself is never reached.
+
+    >>> median_reach([0.2, 0.4, float("inf")])
+    0.4
+    >>> median_reach([0.2, float("inf"), float("inf")]) is None
+    True
+    """
+    if not shares:
+        return None
+    middle = statistics.median(shares)
+    return None if middle == float("inf") else middle
 
 
 def summarise(records: list[dict[str, Any]]) -> list[CellSummary]:
@@ -79,7 +112,7 @@ def _module_variant(record: dict[str, Any]) -> str:
 def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dict[str, Any]]]) -> CellSummary:
     teacher_model, student, task, language, module_variant, transfer = key
     metric = runs[0]["metric"]
-    teach, base, moved, deltas, reach, base_zero = [], [], [], [], [], []
+    teach, base, moved, deltas, reach, base_zero, base_auc = [], [], [], [], [], [], []
     for r in runs:
         base_run = by_kind["baseline"].get((student, task, language, module_variant, str(r["seed"])))
         teacher_run = by_kind["teacher_id"].get((r.get("teacher_run"),)) or by_kind["teacher"].get(
@@ -93,7 +126,10 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
             base_zero.append(_score(base_run, "zero_step"))
             deltas.append(_score(r) - _score(base_run))
             reach.append(_first_reaching(r["curve"], metric, _score(base_run)))
+            base_auc.append(area_under_curve(base_run["curve"], metric))
     reached = [s for s in reach if s is not None]
+    budget = statistics.fmean(_budget(r) for r in runs)
+    shares = [float("inf") if s is None else s / budget for s in reach]
     variant = runs[0].get("variant")
     return CellSummary(
         teacher_model,
@@ -104,16 +140,26 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
         f"{transfer}+{variant}" if variant else transfer,
         metric,
         len(runs),
-        *_stats(teach),
-        *_stats(base),
-        *_stats(moved),
-        *_stats(deltas),
+        *mean_std(teach),
+        *mean_std(base),
+        *mean_std(moved),
+        *mean_std(deltas),
         sum(d > 0 for d in deltas) / len(deltas) if deltas else float("nan"),
         statistics.fmean(_score(r, "zero_step") for r in runs),
         statistics.fmean(reached) if reached and len(reached) == len(reach) else None,
-        _stats(base_zero)[0],
+        mean_std(base_zero)[0],
         variant,
+        median_reach([float("inf") if s is None else s for s in reach]),
+        budget,
+        statistics.fmean(area_under_curve(r["curve"], metric) for r in runs),
+        mean_std(base_auc)[0],
+        tuple(shares),
     )
+
+
+def _budget(record: dict[str, Any]) -> float:
+    """A run's training steps: its record's ``steps``, else the last step of its curve."""
+    return float(record.get("steps") or max((p["step"] for p in record["curve"]), default=float("nan")))
 
 
 def short_name(model: str) -> str:
@@ -139,6 +185,8 @@ HEADER = [
     "positive",
     "zero-step",
     "steps to baseline",
+    "AUC (base)",
+    "gap to teacher",
 ]
 
 
@@ -158,10 +206,34 @@ def table_rows(cells: list[CellSummary]) -> list[list[str]]:
             f"{100 * c.delta:+.1f} ± {100 * c.delta_std:.1f}",
             f"{100 * c.positive_share:.0f}%",
             f"{100 * c.zero_step:.1f} (base {100 * c.baseline_zero_step:.1f})",
-            "-" if c.steps_to_baseline is None else f"{c.steps_to_baseline:.0f}",
+            _reach_text(c),
+            f"{100 * c.auc:.1f} ({100 * c.baseline_auc:.1f})",
+            f"{100 * (c.teacher - c.transferred):.1f}",
         ]
         for c in cells
     ]
+
+
+def _reach_text(cell: CellSummary) -> str:
+    """Median steps to the baseline's final score and their share of the budget, e.g. ``150 (30%)``."""
+    if cell.steps_to_baseline_median is None:
+        return "-"
+    return f"{cell.steps_to_baseline_median:.0f} ({100 * cell.steps_to_baseline_median / cell.budget:.0f}%)"
+
+
+def steps_saved(cells: list[CellSummary]) -> str:
+    """One sentence: the median share of the budget transferred students need to reach their baseline's final
+    score, over every seed-level case (a case that never reaches it counts as never)."""
+    shares = [share for c in cells for share in c.reach_shares]
+    if not shares:
+        return ""
+    reached = sum(share != float("inf") for share in shares)
+    middle = median_reach(shares)
+    where = "never (median)" if middle is None else f"after a median {100 * middle:.0f}% of the budget"
+    return (
+        f"Transferred students reach their baseline's final score {where}; {reached} of {len(shares)} cases "
+        "reach it within the budget."
+    )
 
 
 def rich_table(cells: list[CellSummary]) -> Table:
@@ -174,7 +246,7 @@ def rich_table(cells: list[CellSummary]) -> Table:
     return table
 
 
-def _wins(cells: list[CellSummary]) -> tuple[int, int]:
+def seed_wins(cells: list[CellSummary]) -> tuple[int, int]:
     """Seed-level cases where transferred > baseline, and all cases (cells without a baseline left out)."""
     scored = [c for c in cells if c.positive_share == c.positive_share]
     return round(sum(c.positive_share * c.seeds for c in scored)), sum(c.seeds for c in scored)
@@ -182,11 +254,11 @@ def _wins(cells: list[CellSummary]) -> tuple[int, int]:
 
 def overall(cells: list[CellSummary]) -> str:
     """One sentence: in how many seed-level cases the transferred student beat the baseline, and by how much."""
-    wins, cases = _wins(cells)
+    wins, cases = seed_wins(cells)
     if not cases:
         return ""
     deltas = [c.delta for c in cells if c.delta == c.delta]
-    mean, spread = _stats(deltas)
+    mean, spread = mean_std(deltas)
     if len(deltas) < 2:  # a spread over one cell would read as a measured 0.0
         return (
             f"Transferred > baseline in {wins} of {cases} cases ({100 * wins / cases:.1f}%); mean delta "
@@ -215,81 +287,3 @@ def write_csv(cells: list[CellSummary], path: Path) -> None:
         if writer:
             writer.writeheader()
             writer.writerows(asdict(c) for c in cells)
-
-
-def pair_name(cell: CellSummary) -> str:
-    """``teacher -> student`` in short names."""
-    return f"{short_name(cell.teacher_model)} -> {short_name(cell.student_model)}"
-
-
-FACTORS = {
-    "pair": pair_name,
-    "task": lambda c: f"{c.task}/{c.language}",
-    "module": lambda c: c.module,
-    "transfer": lambda c: c.transfer,
-}
-
-
-def factor_rows(cells: list[CellSummary], factor: str) -> list[list[str]]:
-    """Per value of one factor: cells, seed cases won, mean delta ± std over cells, mean gap to the teacher."""
-    groups: dict[str, list[CellSummary]] = defaultdict(list)
-    for cell in cells:
-        groups[FACTORS[factor](cell)].append(cell)
-    rows = []
-    for value, members in sorted(groups.items()):
-        deltas = [c.delta for c in members if c.delta == c.delta]
-        mean, spread = _stats(deltas)
-        wins, cases = _wins(members)
-        gaps = [c.teacher - c.transferred for c in members if c.teacher == c.teacher]
-        rows.append(
-            [
-                value,
-                str(len(members)),
-                f"{wins}/{cases}",
-                f"{100 * mean:+.1f} ± {100 * spread:.1f}",
-                f"{100 * statistics.fmean(gaps):.1f}" if gaps else "-",
-            ]
-        )
-    return rows
-
-
-FACTOR_HEADER = ["value", "cells", "won (seeds)", "delta (mean ± std over cells)", "teacher - transferred"]
-
-
-def cost_rows(records: list[dict[str, Any]]) -> list[list[str]]:
-    """Per pair: transfer time (computed, not cached) and training throughput of teacher and student runs."""
-    pairs: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    devices: dict[tuple[str, str], set[str]] = defaultdict(set)
-    teachers = {r["id"]: r for r in records if r["kind"] == "teacher"}
-    counted: set[tuple[tuple[str, str], str]] = set()  # a teacher run serves many transfers: count it once
-    for r in records:
-        if r["kind"] != "transferred":
-            continue
-        key = (r["teacher"], r["model"])
-        if not r.get("transfer_cached", False) and r.get("transfer_seconds") is not None:
-            pairs[key]["transfer"].append(r["transfer_seconds"])
-        pairs[key]["student"].append(r["samples_per_second"])
-        teacher = teachers.get(r.get("teacher_run", ""))
-        if teacher is not None and (key, teacher["id"]) not in counted:
-            counted.add((key, teacher["id"]))
-            pairs[key]["teacher"].append(teacher["samples_per_second"])
-        devices[key].add(r.get("device", "?"))
-    rows = []
-    for (teacher_model, student_model), values in sorted(pairs.items()):
-        row = [f"{short_name(teacher_model)} -> {short_name(student_model)}"]
-        for name in ("transfer", "teacher", "student"):
-            mean, spread = _stats(values[name])
-            row.append(f"{mean:.1f} ± {spread:.1f} (n={len(values[name])})" if values[name] else "-")
-        rows.append([*row, ", ".join(sorted(devices[(teacher_model, student_model)]))])
-    return rows
-
-
-COST_HEADER = ["pair", "transfer seconds", "teacher samples/s", "student samples/s", "device"]
-
-
-def overall_by_pair(cells: list[CellSummary]) -> list[str]:
-    """The overall sentence for each pair."""
-    groups: dict[str, list[CellSummary]] = defaultdict(list)
-    for cell in cells:
-        groups[pair_name(cell)].append(cell)
-    return [f"{name}: {overall(members)}" for name, members in sorted(groups.items()) if overall(members)]

@@ -48,6 +48,26 @@ class TrainingConfig(BaseModel):
     epochs: float = Field(10, gt=0)
     max_steps: int | None = Field(None, gt=0)
     eval_every: int | None = Field(None, gt=0, description="evaluate every N steps (learning curve)")
+    eval_log: int | None = Field(
+        None,
+        gt=1,
+        le=30,
+        description="evaluate at N log-spaced steps that double up to the budget (e.g. 8 of 1250: 10, 20, 39, "
+        "78, 156, 312, 625, 1250), so curves show the early and the late phase; with eval_every, both",
+    )
     max_length: int = Field(128, gt=8)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     distill: DistillConfig | None = Field(None, description="mix in logit distillation from the trained teacher")
+
+
+def log_steps(total: int, points: int) -> list[int]:
+    """``points`` steps that double up to ``total`` (the last is ``total``), without repeats: the evaluation
+    steps of ``eval_log``.
+
+    >>> log_steps(1250, 8)
+    [10, 20, 39, 78, 156, 312, 625, 1250]
+    >>> log_steps(4, 8)
+    [1, 2, 4]
+    """
+    steps = {max(1, round(total / 2**k)) for k in range(points)}
+    return sorted(steps)

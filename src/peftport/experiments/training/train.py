@@ -23,7 +23,7 @@ from peftport.experiments.training.distillation import (
     teacher_predictions,
     with_teacher,
 )
-from peftport.experiments.training.options import ModuleConfig, TrainingConfig
+from peftport.experiments.training.options import ModuleConfig, TrainingConfig, log_steps
 from peftport.experiments.training.trainable import (
     attach_module,
     head_names,
@@ -77,6 +77,22 @@ def _step_reporter_base() -> type:
     return TrainerCallback
 
 
+class _EvaluateAt(_step_reporter_base()):
+    """Asks the Trainer for an evaluation at ``eval_log`` log-spaced steps of the run's budget."""
+
+    def __init__(self, points: int) -> None:
+        self.points = points
+        self.steps: set[int] = set()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.steps = set(log_steps(state.max_steps, self.points))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step in self.steps:
+            control.should_evaluate = True
+        return control
+
+
 class _StepReporter(_step_reporter_base()):
     """Forwards optimiser steps to a progress display."""
 
@@ -124,6 +140,11 @@ def _optimizer(model: torch.nn.Module, heads: list[str], training: TrainingConfi
     module, head = trainable_groups(model, heads)
     groups = [{"params": module}, {"params": head, "lr": training.head_learning_rate}]
     return torch.optim.AdamW(groups, lr=training.learning_rate, weight_decay=0.0)
+
+
+def _callbacks(training: TrainingConfig, on_step: Callable[[int, int], None] | None) -> list[Any]:
+    callbacks: list[Any] = [_StepReporter(on_step)] if on_step else []
+    return callbacks + ([_EvaluateAt(training.eval_log)] if training.eval_log else [])
 
 
 def _scores(metrics: dict[str, float]) -> dict[str, float]:
@@ -177,7 +198,7 @@ def train_module(
             max_steps=training.max_steps or -1,
             eval_strategy="steps" if training.eval_every else "no",
             eval_steps=training.eval_every,
-            logging_steps=training.eval_every or 50,
+            logging_steps=training.eval_every or 50,  # eval_log steps are asked for by _EvaluateAt
             save_strategy="no",
             report_to=[],
             seed=seed,
@@ -195,7 +216,7 @@ def train_module(
             compute_metrics=_metric_function(data),
             train_dataset=train_features,
             eval_dataset=_inputs(encode_split(data, "test", tokenizer, training.max_length), accepted),
-            callbacks=[_StepReporter(on_step)] if on_step else None,
+            callbacks=_callbacks(training, on_step),
             optimizers=(_optimizer(model, heads, training), None),
         )
         if on_step is not None:  # the caller shows progress; no per-log printing

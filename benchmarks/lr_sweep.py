@@ -1,0 +1,75 @@
+"""Learning-rate sweep on the baseline student only (issue 17: "pick each task's learning rate by a short sweep
+on the baseline only and give the transferred student the same").
+
+    python benchmarks/lr_sweep.py EXPERIMENT.yaml --task NAME --language LANG [--module 0] \
+        --lrs 1e-3,3e-3,1e-2 [--steps 400] [--eval-every 100] [--seed 0] [--out FILE]
+
+Trains the experiment's student (its first pair) with the experiment's task, module and training settings,
+except the learning rate and the step budget, from the library's initialisation (the baseline), once per rate,
+and prints one line per rate: the learning curve on the test split and the wall time. Lines are appended to
+``--out`` as they finish, so a stopped sweep keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from peftport.experiments.config import load_config  # noqa: E402
+from peftport.experiments.training.train import train_module  # noqa: E402
+from peftport.tasks.data import load_task  # noqa: E402
+from peftport.zoo import resolve_model  # noqa: E402
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--language", required=True)
+    parser.add_argument("--module", type=int, default=0, help="index into the experiment's modules")
+    parser.add_argument("--lrs", required=True, help="comma-separated learning rates")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    config = load_config(args.config)
+    task = next(t for t in config.tasks if t.name == args.task)
+    data = load_task(task, args.language)
+    module = config.modules[args.module]
+    student = resolve_model(config.pairs[0].student)
+    for rate in (float(r) for r in args.lrs.split(",")):
+        training = config.training.model_copy(
+            update={"learning_rate": rate, "max_steps": args.steps, "eval_every": args.eval_every, "eval_log": None}
+        )
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as scratch:
+            result = train_module(student, data, module, training, args.seed, Path(scratch))
+        metric = "f1" if data.kind == "token" else "accuracy"
+        line = {
+            "task": f"{args.task}/{args.language}",
+            "module": module.label,
+            "lr": rate,
+            "steps": args.steps,
+            "seed": args.seed,
+            "curve": [[point["step"], round(100 * point[metric], 1)] for point in result.curve],
+            "metric": metric,
+            "wall_s": round(time.perf_counter() - start),
+        }
+        print(json.dumps(line), flush=True)
+        if args.out:
+            with args.out.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
