@@ -84,6 +84,7 @@ PUBLISHED = {
     ),
     **dict.fromkeys(["widths", "widths-matching", "widths-de"], "widths"),
     "widths-compute": "widths-compute",
+    **dict.fromkeys(["converging-lora", "converging-seqbn"], "converging"),
 }
 
 
