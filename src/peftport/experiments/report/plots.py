@@ -84,8 +84,10 @@ def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], fol
             axes.plot(steps, scores, marker="o", markersize=3, label=label)
             all_steps += steps
         log_scale = step_axis_is_log(all_steps)
-        if log_scale:
+        if log_scale:  # ticks at the evaluated steps, in plain numbers
             axes.set_xscale("symlog", linthresh=min(s for s in all_steps if s > 0))
+            axes.set_xticks(sorted(set(all_steps)), [f"{s:g}" for s in sorted(set(all_steps))], fontsize=7)
+            axes.minorticks_off()
         axes.set(
             xlabel="training steps (log)" if log_scale else "training steps",
             ylabel=f"{cell.metric} (%)",
