@@ -148,3 +148,25 @@ def test_run_ids_do_not_depend_on_the_working_directory(grid, monkeypatch):
     assert here == there and len(set(here)) == len(here) == 3
     moved = [r.id for r in expand(load_config(config_file), root / "elsewhere" / "out")]
     assert not set(moved) & set(here)  # the data lies elsewhere relative to that folder: other runs
+
+
+def test_a_folder_shared_without_student_runs_resumes_without_retraining_them(grid, monkeypatch):
+    """What docs/results commits: the index and the teachers' folders, not the students' modules."""
+    import shutil
+
+    root, models = grid
+    config = load_config(write_experiment(root, "shared", pairs=pair_of(models), tasks=[NER], seeds=[0]))
+    out = root / "shared-out"
+    runner.run_experiment(config, out)
+    index = (out / "results.jsonl").read_bytes()
+    for student in [*(out / "runs").glob("baseline-*"), *(out / "runs").glob("transferred-*")]:
+        shutil.rmtree(student)
+    teacher = next((out / "runs").glob("teacher-*"))
+    shutil.rmtree(teacher)  # a teacher's module is read by its transfers: without it, it is trained again
+    calls = []
+    real = runner.train_module
+    monkeypatch.setattr(runner, "train_module", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    runner.run_experiment(config, out)
+    assert len(calls) == 1 and (out / "runs" / teacher.name).is_dir()
+    assert (out / "results.jsonl").read_bytes().startswith(index)
+    assert {r["id"] for r in read_index(out)} == {r.id for r in expand(config, out)}

@@ -48,8 +48,10 @@ def read_index(out: Path) -> list[dict[str, Any]]:
 
 
 def finished(out: Path) -> set[str]:
-    """Ids of runs in the index whose directory exists."""
-    return {r["id"] for r in read_index(out) if run_dir(out, r["id"]).is_dir()}
+    """Ids of the runs in the index: a student's record is enough (nothing reads a student's module, so a
+    folder shared without ``runs/baseline-*`` and ``runs/transferred-*``, as docs/results is, resumes without
+    retraining them); a teacher also needs its directory, whose module its transfers read."""
+    return {r["id"] for r in read_index(out) if r.get("kind") != "teacher" or run_dir(out, r["id"]).is_dir()}
 
 
 def append_index(out: Path, record: dict[str, Any]) -> None:
