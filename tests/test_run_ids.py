@@ -82,7 +82,7 @@ PUBLISHED = {
     **dict.fromkeys(
         ["matching", "matching-sentence", "incompatible", "beyond", "beyond-incompatible", "beyond-distill"], "study"
     ),
-    **dict.fromkeys(["widths", "widths-matching", "widths-de"], "widths"),
+    **dict.fromkeys(["widths", "widths-matching", "widths-de", "widths-l3"], "widths"),
     "widths-compute": "widths-compute",
     **dict.fromkeys(["converging-lora", "converging-seqbn"], "converging"),
 }
