@@ -76,7 +76,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         f"{overall(cells)} ({PAPER_SHARE})" if cells else "No transferred runs yet.",
         "",
         *_paper_only(cells),
-        *([steps_saved(cells), ""] if steps_saved(cells) else []),
+        *([saved, ""] if (saved := steps_saved(cells)) else []),
         *[f"- {line}" for line in overall_by_pair(cells)],
         "",
         _markdown(HEADER, table_rows(cells)),

@@ -129,7 +129,7 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
             base_auc.append(area_under_curve(base_run["curve"], metric))
     reached = [s for s in reach if s is not None]
     budget = statistics.fmean(_budget(r) for r in runs)
-    shares = [float("inf") if s is None else s / budget for s in reach]
+    needed = [float("inf") if s is None else s for s in reach]  # a seed that never reaches it: never
     variant = runs[0].get("variant")
     return CellSummary(
         teacher_model,
@@ -149,11 +149,11 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
         statistics.fmean(reached) if reached and len(reached) == len(reach) else None,
         mean_std(base_zero)[0],
         variant,
-        median_reach([float("inf") if s is None else s for s in reach]),
+        median_reach(needed),
         budget,
         statistics.fmean(area_under_curve(r["curve"], metric) for r in runs),
         mean_std(base_auc)[0],
-        tuple(shares),
+        tuple(steps / budget for steps in needed),
     )
 
 

@@ -70,14 +70,14 @@ def _metric_function(data: TaskData):
     return compute
 
 
-def _step_reporter_base() -> type:
+def _callback_base() -> type:
     # transformers is imported here, not at the top, so reading an experiment file stays fast
     from transformers import TrainerCallback
 
     return TrainerCallback
 
 
-class _EvaluateAt(_step_reporter_base()):
+class _EvaluateAt(_callback_base()):
     """Asks the Trainer for an evaluation at ``eval_log`` log-spaced steps of the run's budget."""
 
     def __init__(self, points: int) -> None:
@@ -93,7 +93,7 @@ class _EvaluateAt(_step_reporter_base()):
         return control
 
 
-class _StepReporter(_step_reporter_base()):
+class _StepReporter(_callback_base()):
     """Forwards optimiser steps to a progress display."""
 
     def __init__(self, report: Callable[[int, int], None]) -> None:
