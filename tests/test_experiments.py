@@ -29,6 +29,10 @@ def test_grid_runs_and_reports_through_the_cli(grid, cli):
     assert result.exit_code == 0, result.output
     records = read_index(out)
     assert sorted(r["kind"] for r in records) == ["baseline"] * 2 + ["teacher"] * 2 + ["transferred"] * 2
+    for record in records:  # one lasting line per finished run, readable in a log without a terminal
+        score = f"{record['metric']} {100 * record['final'][record['metric']]:.1f} in "
+        assert f"({record['id']}): {score}" in result.output
+    assert "done teacher ner/en seed 0 (" in result.output
     for record in records:
         assert record["git"] is None or re.fullmatch("[0-9a-f]{4,40}", record["git"])  # no git: None, not a failure
         assert record["versions"]["torch"].startswith("2.13")
