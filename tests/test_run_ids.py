@@ -84,7 +84,7 @@ PUBLISHED = {
     ),
     **dict.fromkeys(["widths", "widths-matching", "widths-de", "widths-l3"], "widths"),
     "widths-compute": "widths-compute",
-    **dict.fromkeys(["converging-lora", "converging-seqbn", "converging-best"], "converging"),
+    **dict.fromkeys(["converging-lora", "converging-lora-de", "converging-seqbn", "converging-best"], "converging"),
 }
 
 
