@@ -259,7 +259,8 @@ def run_experiment(
                 record = execute(run, out, data, lambda s, n: progress.update(steps, completed=s, total=n))
             finally:
                 release(out, run.id)
-            progress.console.print(finished_line(name, record))  # a lasting line, also in a log without a terminal
+            # one unwrapped line per finished run, also in a log without a terminal
+            progress.console.print(finished_line(name, record), highlight=False, soft_wrap=True)
             done_now.append(run)
             if on_run is not None:
                 on_run(run, record)
