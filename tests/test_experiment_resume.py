@@ -109,6 +109,11 @@ def test_a_run_claimed_elsewhere_is_waited_for_not_repeated(grid, monkeypatch):
         ),
         ({"transfers": [{"layer_map": "0,9"}]}, "transfers[0].layer_map"),
         ({"modules": [{"targets": ["attn_x"]}]}, "modules[0].targets"),
+        (
+            {"transfers": [{"layer_map": "skip", "probe_sentences": 50}, {"layer_map": "skip"}]},
+            "transfers[0] and transfers[1] share the report label 'skip'",
+        ),
+        ({"modules": [{"r": 4, "alpha": 8}, {"r": 4, "alpha": 16}]}, "modules[0] and modules[1] share"),
     ],
 )
 def test_bad_experiments_are_rejected_before_training(grid, cli, change, message):

@@ -249,7 +249,7 @@ def test_recovery_trains_the_transferred_module_towards_the_teacher(grid, pair, 
     runner.run_experiment(config, out)
     moved = {r["transfer"]: r for r in read_index(out) if r["kind"] == "transferred"}
     plain, recovered = sorted(moved, key=len)
-    assert recovered.endswith("+rec12") and plain == recovered.removesuffix("+rec12")
+    assert recovered.endswith("+rec12(lr0.01)") and plain == recovered.removesuffix("+rec12(lr0.01)")
     record = moved[recovered]["recovery"]
     assert record["steps"] == 12 and record["target"] == target and record["seconds"] > 0
     assert record["last_loss"] < record["first_loss"]

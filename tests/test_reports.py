@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from peftport.experiments.config import TransferConfig
 from peftport.experiments.report.plots import curve_groups, learning_curves
 from peftport.experiments.report.summary import HEADER, is_paper_method, summarise, table_rows
 
@@ -22,6 +23,18 @@ from peftport.experiments.report.summary import HEADER, is_paper_method, summari
 )
 def test_paper_methods_are_told_apart_from_additions(label, paper):
     assert is_paper_method(label) is paper
+
+
+@pytest.mark.parametrize(
+    ("fields", "label"),
+    [
+        ({"align": "projection", "head": "teacher", "recover_steps": 25}, "skip+proj+head+rec25"),
+        ({"align": "projection", "recover_steps": 25, "recover_lr": 0.003}, "skip+proj+rec25(lr0.003)"),
+        ({"recover_lr": 0.003}, "skip"),  # no recovery, so its rate changes nothing
+    ],
+)
+def test_transfer_labels_tell_recovery_rates_apart(fields, label):
+    assert TransferConfig(**fields).label == label
 
 
 def _record(kind, score, variant=None, transfer=None, zero=0.0):

@@ -48,8 +48,23 @@ def _check_module(where: str, kind: str, targets: list[str], models: tuple[Model
             raise PeftportError(f"{where}.targets: {missing} are not LoRA slots of {spec.name}")
 
 
+def _check_labels(config: ExperimentConfig) -> None:
+    """Rows the report would merge: two modules or two transfers with one label (they differ only in options
+    the label leaves out), whose runs would be averaged as if they were seeds of one cell."""
+    for field, rows in (("modules", config.modules), ("transfers", config.transfers)):
+        seen: dict[str, int] = {}
+        for number, row in enumerate(rows):
+            if (first := seen.setdefault(row.label, number)) != number:
+                raise PeftportError(
+                    f"{field}[{first}] and {field}[{number}] share the report label '{row.label}', so the report "
+                    "would merge their runs: give them options the label shows, or separate experiment folders"
+                )
+
+
 def check_experiment(config: ExperimentConfig) -> None:
-    """Every data file exists, every pair loads and fits every transfer and module; raise on the first problem."""
+    """Every data file exists, every pair loads and fits every transfer and module, no two rows share a report
+    label; raise on the first problem."""
+    _check_labels(config)
     for number, task in enumerate(config.tasks):
         try:
             task.check_files()

@@ -53,9 +53,14 @@ class TransferConfig(TransferFields):
             "svd" if self.lora_svd else "",
             "head" if self.head == "teacher" else "",
             "uncal" if self.align == "projection" and not self.calibrate else "",
-            f"rec{self.recover_steps}" if self.recover_steps else "",
+            f"rec{self.recover_steps}{self._recover_rate}" if self.recover_steps else "",
         ]
         return "+".join([name, *[e for e in extras if e]])
+
+    @property
+    def _recover_rate(self) -> str:
+        """``(lr0.003)`` when recovery has its own rate; empty at the default (the labels of earlier records)."""
+        return f"(lr{self.recover_lr:g})" if self.recover_lr is not None else ""
 
 
 class ExperimentConfig(BaseModel):
