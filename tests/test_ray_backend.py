@@ -66,6 +66,10 @@ def test_a_failing_run_is_reported_by_id_and_the_others_go_on(grid, cli):
     assert sorted(r["kind"] for r in records) == ["baseline", "teacher", "transferred"]  # the good pair
     failures = [line for line in result.stderr.splitlines() if " failed: " in line and line.startswith("run ")]
     assert len(failures) == 2 and all(r["id"] not in "".join(failures) for r in records)
+    done = [line for line in result.stderr.splitlines() if line.startswith("done ")]  # one line per finished run
+    assert len(done) == len(records)
+    for r in records:
+        assert sum(line.startswith(f"done {r['kind']} ner/en seed 0 ({r['id']}): f1 ") for line in done) == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: 2 runs failed: ")
 
 

@@ -38,6 +38,11 @@ class Run:
     needs: tuple[str, ...] = field(default=())
 
     @property
+    def title(self) -> str:
+        """A readable name for logs and progress bars: ``baseline ner/en seed 1``."""
+        return f"{self.kind} {self.spec['task']['name']}/{self.spec['language']} seed {self.spec['seed']}"
+
+    @property
     def id(self) -> str:
         """Hash of the resolved config, data paths relative to the output folder ``out``: the run's directory
         name and its key in the index."""

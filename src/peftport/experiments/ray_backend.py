@@ -95,6 +95,8 @@ def run_on_ray(config: ExperimentConfig, out: Path, options: RayOptions, console
 def _submit_and_wait(
     ray: Any, runs: list[Run], todo: list[Run], out: Path, options: RayOptions, console: Console
 ) -> RayOutcome:
+    from peftport.experiments.runner import finished_line
+
     task = ray.remote(num_cpus=1, num_gpus=options.gpus_per_run, max_retries=1)(_execute)
     refs: dict[str, Any] = {}
     for run in todo:  # expand() orders each teacher before the runs that need it
@@ -111,8 +113,9 @@ def _submit_and_wait(
             ready, pending = ray.wait(pending, num_returns=1)
             run = by_ref[ready[0]]
             try:
-                ray.get(ready[0])
+                record = ray.get(ready[0])
                 outcome.done.append(run)
+                console.print(finished_line(run.title, record), highlight=False, soft_wrap=True)
             except Exception as exc:  # noqa: BLE001  (a run's own failure, reported by id)
                 outcome.failed[run.id] = _reason(exc, _failed_needs(ray, run, refs))
                 console.print(f"run {run.id} failed: {outcome.failed[run.id]}", highlight=False, soft_wrap=True)

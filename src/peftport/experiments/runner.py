@@ -253,14 +253,13 @@ def run_experiment(
                 progress.advance(bar)
                 continue
             progress.reset(steps)
-            name = f"{run.kind} {run.spec['task']['name']}/{run.spec['language']} seed {run.spec['seed']}"
-            progress.update(bar, description=name)
+            progress.update(bar, description=run.title)
             try:
                 record = execute(run, out, data, lambda s, n: progress.update(steps, completed=s, total=n))
             finally:
                 release(out, run.id)
             # one unwrapped line per finished run, also in a log without a terminal
-            progress.console.print(finished_line(name, record), highlight=False, soft_wrap=True)
+            progress.console.print(finished_line(run.title, record), highlight=False, soft_wrap=True)
             done_now.append(run)
             if on_run is not None:
                 on_run(run, record)
