@@ -7,7 +7,8 @@ import pytest
 
 from peftport.experiments.config import TransferConfig
 from peftport.experiments.report.plots import curve_groups, learning_curves
-from peftport.experiments.report.summary import HEADER, is_paper_method, summarise, table_rows
+from peftport.experiments.report.summary import HEADER, is_paper_method, not_learnt, summarise, table_rows
+from peftport.experiments.runner import finished_line
 
 
 @pytest.mark.parametrize(
@@ -160,3 +161,22 @@ def test_a_cell_whose_median_seed_never_reaches_the_baseline_shows_a_dash():
     (cell,) = summarise(runs)
     assert cell.steps_to_baseline_median is None
     assert table_rows([cell])[0][HEADER.index("steps to baseline")] == "-"
+
+
+def test_runs_that_did_not_learn_are_named_in_the_report_and_the_run_log():
+    records = [
+        _record("teacher", 0.9, zero=0.01),
+        _record("baseline", 0.4, zero=0.01),
+        {**_record("transferred", 0.0, transfer="skip", zero=0.017), "id": "transferred-stuck"},
+        _record("transferred", 0.01, transfer="avg", zero=0.01),  # ends where it started: also nothing learnt
+    ]
+    lines = not_learnt(records)
+    assert lines == [
+        "transferred student ner/en lora-r8 skip seed 0 (transferred-stuck): f1 1.7 before training, 0.0 after",
+        "transferred student ner/en lora-r8 avg seed 0 (transferred-0.01): f1 1.0 before training, 1.0 after",
+    ]
+    stuck = {**records[2], "wall_seconds": 12.0}
+    warned = "done x (transferred-stuck): f1 0.0 in 12 s; did not learn (before training: 1.7)"
+    assert finished_line("x", stuck) == warned
+    assert finished_line("x", {**records[1], "wall_seconds": 3.0}) == "done x (baseline-0.4): f1 40.0 in 3 s"
+    assert not_learnt([{k: v for k, v in records[2].items() if k != "zero_step"}]) == []  # older records: no claim

@@ -28,6 +28,7 @@ from peftport.experiments.store import (
     append_index,
     claim,
     clear_leftovers,
+    did_not_learn,
     finished,
     release,
     run_dir,
@@ -271,9 +272,14 @@ CLAIM_POLL_SECONDS = 10.0
 
 
 def finished_line(name: str, record: dict[str, Any]) -> str:
-    """One line for a finished run: ``done teacher ner/en seed 0 (run-id): f1 63.1 in 540 s``."""
-    score = 100 * record["final"][record["metric"]]
-    return f"done {name} ({record['id']}): {record['metric']} {score:.1f} in {record['wall_seconds']:.0f} s"
+    """One line for a finished run: ``done teacher ner/en seed 0 (run-id): f1 63.1 in 540 s``, and
+    ``; did not learn (before training: 1.7)`` for a run that ends no higher than it started."""
+    metric = record["metric"]
+    score, seconds = 100 * record["final"][metric], record["wall_seconds"]
+    line = f"done {name} ({record['id']}): {metric} {score:.1f} in {seconds:.0f} s"
+    if did_not_learn(record):  # its cell's deltas say nothing about transfer: say so while the grid runs
+        line += f"; did not learn (before training: {100 * record['zero_step'][metric]:.1f})"
+    return line
 
 
 def _claim_next(pending: list[Run], out: Path) -> tuple[Run, bool] | None:

@@ -54,6 +54,19 @@ def finished(out: Path) -> set[str]:
     return {r["id"] for r in read_index(out) if r.get("kind") != "teacher" or run_dir(out, r["id"]).is_dir()}
 
 
+def did_not_learn(record: dict[str, Any]) -> bool:
+    """Whether a finished run ends no higher than its zero-step score (before training): a tagger that predicts
+    no entity (F1 0), a classifier left at one class. False for records without a zero-step score.
+
+    >>> did_not_learn({"metric": "f1", "final": {"f1": 0.0}, "zero_step": {"f1": 0.017}})
+    True
+    >>> did_not_learn({"metric": "f1", "final": {"f1": 0.61}, "zero_step": {"f1": 0.017}})
+    False
+    """
+    metric, before = record["metric"], record.get("zero_step") or {}
+    return metric in before and record["final"].get(metric, float("nan")) <= before[metric]
+
+
 def append_index(out: Path, record: dict[str, Any]) -> None:
     """Append one JSON line, whole, and flush it to disk; after a line cut by a crash it starts a fresh line."""
     path = out / INDEX_FILE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from peftport.errors import PeftportError
 from peftport.experiments.report.factors import (
@@ -18,6 +19,7 @@ from peftport.experiments.report.summary import (
     HEADER,
     CellSummary,
     is_paper_method,
+    not_learnt,
     overall,
     steps_saved,
     summarise,
@@ -51,6 +53,24 @@ def _paper_only(cells: list[CellSummary]) -> list[str]:
     return [f"The paper's methods only (SKIP/AVG, with or without correlation alignment): {overall(paper)}", ""]
 
 
+def _not_learnt_section(records: list[dict[str, Any]]) -> list[str]:
+    """The runs that ended no higher than they started, whose cells compare with a run that learnt nothing."""
+    lines = not_learnt(records)
+    if not lines:
+        return []
+    return [
+        "## Runs that did not learn",
+        "",
+        f"{len(lines)} of {len(records)} runs end no higher than before training (a tagger that predicts no entity, "
+        "a classifier left at one class). A teacher or baseline that did not learn makes its cells' deltas "
+        "meaningless; a transferred student that did not learn where its baseline did is a failure of the transfer "
+        "at that learning rate. The rate or the budget is the first suspect.",
+        "",
+        *[f"- {line}" for line in lines],
+        "",
+    ]
+
+
 def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
     """Build ``out/report/`` from the results index of an experiment folder."""
     records = read_index(out)
@@ -81,6 +101,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "",
         _markdown(HEADER, table_rows(cells)),
         "",
+        *_not_learnt_section(records),
         *(_factors(cells) + [""] if cells else []),
         "## Cost",
         "",

@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.table import Table
 
+from peftport.experiments.store import did_not_learn
+
 Key = tuple[str, ...]
 
 
@@ -219,6 +221,20 @@ def _reach_text(cell: CellSummary) -> str:
     if cell.steps_to_baseline_median is None:
         return "-"
     return f"{cell.steps_to_baseline_median:.0f} ({100 * cell.steps_to_baseline_median / cell.budget:.0f}%)"
+
+
+def not_learnt(records: list[dict[str, Any]]) -> list[str]:
+    """One line per run that ended no higher than before training (``did_not_learn``), naming its cell:
+    ``transferred all-MiniLM-L6-v2 ner/en lora-r8 skip seed 1 (transferred-...): f1 1.7 before training, 0.0
+    after``."""
+    lines = []
+    for r in (r for r in records if did_not_learn(r)):
+        metric, cell = r["metric"], " ".join(x for x in (r["module"], r.get("transfer")) if x)
+        lines.append(
+            f"{r['kind']} {short_name(r['model'])} {r['task']}/{r['language']} {cell} seed {r['seed']} ({r['id']}): "
+            f"{metric} {100 * r['zero_step'][metric]:.1f} before training, {100 * r['final'][metric]:.1f} after"
+        )
+    return lines
 
 
 def steps_saved(cells: list[CellSummary]) -> str:
