@@ -263,3 +263,20 @@ def test_recovery_trains_the_transferred_module_towards_the_teacher(grid, pair, 
     assert any(not torch.allclose(before[k], after[k]) for k in lora), "recovery moved the module"
     assert (caches[True] / "module" / "peftport_manifest.json").is_file()
     assert (caches[True] / "head.safetensors").is_file() == (target == "logits")
+
+
+def test_a_recovered_transfer_is_not_reused_at_another_students_rate(grid):
+    """Recovery trains at the students' rate unless ``recover_lr`` is set, so two grids sharing a folder that
+    differ only in that rate recover twice; the plain transfer, which no rate touches, is made once."""
+    root, models = grid
+    rows = [{"layer_map": "skip", "head": "teacher"}, {"layer_map": "skip", "head": "teacher", "recover_steps": 3}]
+    out = root / "rates-out"
+    for rate in (0.01, 0.001):
+        training = {**TRAINING, "learning_rate": rate}
+        fields = {"pairs": pair_of(models), "tasks": [NER], "transfers": rows, "training": training}
+        fields["teacher_training"] = TRAINING  # one teacher for both grids
+        runner.run_experiment(load_config(write_experiment(root, f"rate-{rate}", **fields)), out)
+    moved = [r for r in read_index(out) if r["kind"] == "transferred"]
+    cached = {(r["transfer"], r["transfer_cached"]) for r in moved}
+    assert len(moved) == 4 and cached == {("skip+head", False), ("skip+head", True), ("skip+head+rec3", False)}
+    assert len(list((out / TRANSFERS_DIR).iterdir())) == 3

@@ -81,11 +81,16 @@ class DataCache:
 
 def _transfer_key(spec: dict[str, Any]) -> str:
     """A transfer depends on the teacher run, the transfer options and the student only (the head only
-    when it is aligned: a teacher head of equal width is read as it is)."""
+    when it is aligned: a teacher head of equal width is read as it is); a recovered one also on the rate,
+    batch size and length recovery trains with."""
     options = dict(spec["transfer"])
     if options.get("align", "none") == "none" and not options.get("recover_steps"):
         options.pop("head", None)  # a copied head is read as it is; recovery trains it, so it counts there
     seeded = options.get("min_quality") is not None  # fresh layers are initialised with the run's seed
+    if options.get("recover_steps"):  # recovery trains with the students' settings (and rate, unless its own)
+        training = spec["training"]
+        rate = options.get("recover_lr") or training["learning_rate"]
+        options["recovery_training"] = [rate, training["batch_size"], training["max_length"]]
     text = json.dumps([spec["teacher_run"], options, spec["model"], spec["seed"] if seeded else None], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
