@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from peftport.errors import PeftportError
 from peftport.experiments.config import TransferConfig
 from peftport.experiments.report.plots import curve_groups, learning_curves
 from peftport.experiments.report.summary import HEADER, is_paper_method, not_learnt, summarise, table_rows
@@ -180,3 +181,11 @@ def test_runs_that_did_not_learn_are_named_in_the_report_and_the_run_log():
     assert finished_line("x", stuck) == warned
     assert finished_line("x", {**records[1], "wall_seconds": 3.0}) == "done x (baseline-0.4): f1 40.0 in 3 s"
     assert not_learnt([{k: v for k, v in records[2].items() if k != "zero_step"}]) == []  # older records: no claim
+
+
+def test_two_runs_filling_one_cell_are_refused_not_merged():
+    records = [_record("teacher", 0.9), _record("baseline", 0.2), _record("transferred", 0.3, transfer="skip")]
+    other_rate = {**_record("baseline", 0.4), "id": "baseline-at-another-rate"}
+    with pytest.raises(PeftportError, match="runs baseline-0.2 and baseline-at-another-rate fill one report cell"):
+        summarise([*records, other_rate])
+    assert len(summarise(records + [records[1]])) == 1  # the same run twice is one run

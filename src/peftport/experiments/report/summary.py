@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from peftport.errors import PeftportError
 from peftport.experiments.store import did_not_learn
 
 Key = tuple[str, ...]
@@ -92,13 +93,20 @@ def median_reach(shares: list[float]) -> float | None:
 
 def summarise(records: list[dict[str, Any]]) -> list[CellSummary]:
     """Join transferred runs with their baselines and teachers (same task, language, module, seed and training
-    variant). A distilling variant shows in the cell's transfer label: ``skip+distill(w0.5,T2)``."""
+    variant). A distilling variant shows in the cell's transfer label: ``skip+distill(w0.5,T2)``. Two runs with
+    one place in the join (say baselines at two learning rates) raise ``PeftportError``: one would hide the other."""
     by_kind: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
     for r in records:
         if r["kind"] == "teacher":
             by_kind["teacher_id"][(r["id"],)] = r
         key = (r["model"], r["task"], r["language"], _module_variant(r), str(r["seed"]))
-        by_kind[r["kind"]][key + ((r["teacher"], r["transfer"]) if r["kind"] == "transferred" else ())] = r
+        key += (r["teacher"], r["transfer"]) if r["kind"] == "transferred" else ()
+        if (other := by_kind[r["kind"]].setdefault(key, r))["id"] != r["id"]:
+            raise PeftportError(
+                f"runs {other['id']} and {r['id']} fill one report cell ({r['kind']}, {short_name(r['model'])}, "
+                f"{r['task']}/{r['language']}, {r['module']}, seed {r['seed']}): grids that differ in training or "
+                "teacher share this folder; report them from separate folders"
+            )
     cells: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     for key, r in by_kind["transferred"].items():
         cells[(r["teacher"], *key[:4], r["transfer"])].append(r)
