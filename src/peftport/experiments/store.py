@@ -56,7 +56,8 @@ def finished(out: Path) -> set[str]:
 
 def did_not_learn(record: dict[str, Any]) -> bool:
     """Whether a finished run ends no higher than its zero-step score (before training): a tagger that predicts
-    no entity (F1 0), a classifier left at one class. False for records without a zero-step score.
+    no entity (F1 0), a classifier no more accurate than it started. A classifier that ends at the majority class
+    from a worse start is not caught. False for records without a zero-step score.
 
     >>> did_not_learn({"metric": "f1", "final": {"f1": 0.0}, "zero_step": {"f1": 0.017}})
     True

@@ -61,8 +61,8 @@ def _not_learnt_section(records: list[dict[str, Any]]) -> list[str]:
     return [
         "## Runs that did not learn",
         "",
-        f"{len(lines)} of {len(records)} runs end no higher than before training (a tagger that predicts no entity, "
-        "a classifier left at one class). A teacher or baseline that did not learn makes its cells' deltas "
+        f"{len(lines)} of {len(records)} runs end no higher than before training (say, a tagger that predicts no "
+        "entity). A teacher or baseline that did not learn makes its cells' deltas "
         "meaningless; a transferred student that did not learn where its baseline did is a failure of the transfer "
         "at that learning rate. The rate or the budget is the first suspect.",
         "",
