@@ -84,6 +84,7 @@ PUBLISHED = {
     ),
     **dict.fromkeys(["widths", "widths-matching", "widths-de", "widths-l3"], "widths"),
     "widths-compute": "widths-compute",
+    "converging-teacher-lr": "converging-teacher-lr",
     **dict.fromkeys(["converging-lora", "converging-lora-de", "converging-seqbn", "converging-best"], "converging"),
 }
 
