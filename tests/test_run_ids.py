@@ -85,6 +85,7 @@ PUBLISHED = {
     **dict.fromkeys(["widths", "widths-matching", "widths-de", "widths-l3"], "widths"),
     "widths-compute": "widths-compute",
     "converging-teacher-lr": "converging-teacher-lr",
+    "converging-widths-lr3e-3": "converging-widths-lr3e-3",
     **dict.fromkeys(["converging-lora", "converging-lora-de", "converging-seqbn", "converging-best"], "converging"),
 }
 
