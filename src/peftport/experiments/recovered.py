@@ -44,7 +44,7 @@ def recover_transfer(
 
     teacher, student = models
     options = TransferConfig.model_validate(spec["transfer"])
-    module, training = ModuleConfig.model_validate(spec["module"]), TrainingConfig.model_validate(spec["training"])
+    module = ModuleConfig.model_validate(spec["module"])
     head_file = staging / "head.safetensors"
     head = read_head(head_file.parent) if head_file.is_file() else None
     built = task_model(student, data)
@@ -60,13 +60,19 @@ def recover_transfer(
     pair = RecoveryModels(
         trained_teacher, moved, AutoTokenizer.from_pretrained(teacher), AutoTokenizer.from_pretrained(student)
     )
-    settings = RecoveryOptions(
-        options.recover_steps, options.recover_lr or training.learning_rate, training.batch_size, training.max_length
-    )
+    settings = recovery_settings(spec)
     target = None if head is not None else hidden_map  # a moved head: the teacher's logits are the target
     record = recover(pair, read_probe_texts(texts, options.probe_sentences), settings, target)
     _write_back(moved, module, staging, head is not None)
     return record
+
+
+def recovery_settings(spec: dict[str, Any]) -> RecoveryOptions:
+    """How recovery trains for a run's spec: its transfer's steps and ``recover_lr``, else the students' rate,
+    with the students' batch size and length."""
+    options, training = TransferConfig.model_validate(spec["transfer"]), TrainingConfig.model_validate(spec["training"])
+    rate = options.recover_lr or training.learning_rate
+    return RecoveryOptions(options.recover_steps, rate, training.batch_size, training.max_length)
 
 
 def _write_back(model: torch.nn.Module, module: ModuleConfig, staging: Path, with_head: bool) -> None:

@@ -22,7 +22,7 @@ from peftport.architectures.models import describe_model
 from peftport.experiments.checks import check_experiment
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.experiments.grid import Run, expand
-from peftport.experiments.recovered import recover_transfer
+from peftport.experiments.recovered import recover_transfer, recovery_settings
 from peftport.experiments.store import (
     TRANSFERS_DIR,
     append_index,
@@ -88,9 +88,8 @@ def _transfer_key(spec: dict[str, Any]) -> str:
         options.pop("head", None)  # a copied head is read as it is; recovery trains it, so it counts there
     seeded = options.get("min_quality") is not None  # fresh layers are initialised with the run's seed
     if options.get("recover_steps"):  # recovery trains with the students' settings (and rate, unless its own)
-        training = spec["training"]
-        rate = options.get("recover_lr") or training["learning_rate"]
-        options["recovery_training"] = [rate, training["batch_size"], training["max_length"]]
+        settings = recovery_settings(spec)
+        options["recovery_training"] = [settings.learning_rate, settings.batch_size, settings.max_length]
     text = json.dumps([spec["teacher_run"], options, spec["model"], spec["seed"] if seeded else None], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
