@@ -33,6 +33,7 @@ def test_grid_runs_and_reports_through_the_cli(grid, cli):
         score = f"{record['metric']} {100 * record['final'][record['metric']]:.1f} in "
         assert f"({record['id']}): {score}" in result.output
     assert "done teacher ner/en seed 0 (" in result.output
+    assert "Per cell (mean over seeds, as the paper counts cases): " in result.output  # the terminal's summary
     for record in records:
         assert record["git"] is None or re.fullmatch("[0-9a-f]{4,40}", record["git"])  # no git: None, not a failure
         assert record["versions"]["torch"].startswith("2.13")
@@ -48,6 +49,7 @@ def test_grid_runs_and_reports_through_the_cli(grid, cli):
     assert "| teacher -> student | ner | en | lora-r8 | skip | 1 |" in report
     assert "| teacher -> student | para | en | lora-r8 | skip | 1 |" in report
     assert "- teacher -> student: Transferred > baseline in" in report and "### module" in report
+    assert "Per cell (mean over seeds, as the paper counts cases): " in report and " of 2 won (" in report
     cost = next(line for line in report.splitlines() if line.startswith("| teacher -> student | ") and "n=" in line)
     assert cost.count("(n=2)") == 3  # two transfers (one per task), two teacher runs, two student runs
     pngs = sorted((out / "report" / "plots").glob("*.png"))
@@ -114,7 +116,12 @@ def test_grid_compares_new_transfer_options(grid):
     plain = next(r for r in done if r.kind == "transferred" and r.spec["transfer"]["layer_map"] == "skip")
     assert "matcher" not in plain.spec["transfer"]  # defaults of later options stay out of the run id
     report_path, cells = write_report(out)
-    paper_line = next(line for line in report_path.read_text().splitlines() if line.startswith("The paper's"))
+    lines = report_path.read_text().splitlines()
+    paper_line = next(line for line in lines if line.startswith("The paper's"))
+    assert (
+        lines[lines.index(paper_line) + 2].startswith("Per cell (")
+        and " of 1 won (" in lines[lines.index(paper_line) + 2]
+    )
     (skip,) = [c for c in cells if c.transfer == "skip"]
     assert f"of {skip.seeds} cases" in paper_line and "points in 1 cell." in paper_line and "±" not in paper_line
 

@@ -189,3 +189,22 @@ def test_two_runs_filling_one_cell_are_refused_not_merged():
     with pytest.raises(PeftportError, match="runs baseline-0.2 and baseline-at-another-rate fill one report cell"):
         summarise([*records, other_rate])
     assert len(summarise(records + [records[1]])) == 1  # the same run twice is one run
+
+
+def test_the_win_rate_comes_with_its_interval_per_cell_and_per_seed():
+    from dataclasses import replace
+
+    from peftport.experiments.report.summary import cell_wins, evidence
+
+    (cell,) = summarise(_reaching_cell())
+    # 11 cells of 3 seeds: 10 cells ahead on the mean; 25 of the 33 seeds ahead (4 x 3/3, 6 x 2/3, 1 x 1/3)
+    shares = [1.0] * 4 + [2 / 3] * 6 + [1 / 3]
+    cells = [replace(cell, delta=0.01 if i < 10 else -0.02, positive_share=s) for i, s in enumerate(shares)]
+    cells.append(replace(cell, delta=float("nan"), positive_share=float("nan")))  # no baseline: not counted
+    assert cell_wins(cells) == (10, 11)
+    sentence = evidence(cells)
+    # Wilson 10/11: centre (10/11 + 1.92/11) / (1 + 3.84/11); by hand 0.623-0.984. Sign test 25 of 33:
+    # 2 * sum(C(33, k), k <= 8) / 2**33 = 0.00455
+    assert "10 of 11 won (90.9%, 95% interval 62-98%)" in sentence
+    assert "Per seed: 95% interval 59-87%, sign test against no effect p = 0.0046" in sentence
+    assert evidence([cells[-1]]) == ""

@@ -6,7 +6,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -16,6 +16,9 @@ from peftport.cli.options import field_flags, validated, with_flags
 from peftport.cli.transfer import align, transfer
 from peftport.errors import PeftportError
 from peftport.experiments.ray_backend import RayOptions
+
+if TYPE_CHECKING:
+    from peftport.experiments.report.summary import CellSummary
 
 app = typer.Typer(
     help="Move PEFT modules (LoRA, bottleneck adapters) from a teacher model to a smaller student.",
@@ -137,13 +140,21 @@ def report(
 
 def _print_report(folder: Path) -> None:
     from peftport.experiments.report.files import write_report
-    from peftport.experiments.report.summary import overall, rich_table
 
     with user_errors():
         path, cells = write_report(folder)
+    _print_summary(cells)
+    console.print(f"report: {path} (plots in {path.parent / 'plots'})")
+
+
+def _print_summary(cells: list[CellSummary]) -> None:
+    """The summary table, the headline win rate and how sure it is."""
+    from peftport.experiments.report.summary import evidence, overall, rich_table
+
     console.print(rich_table(cells))
     console.print(overall(cells))
-    console.print(f"report: {path} (plots in {path.parent / 'plots'})")
+    if sentence := evidence(cells):
+        console.print(sentence)
 
 
 @app.command()
@@ -162,12 +173,10 @@ def demo(
             run_demo(out, console)
         return
     from peftport.demo.experiment import run_demo_experiment
-    from peftport.experiments.report.summary import overall, rich_table
 
     with user_errors():
         path, cells = run_demo_experiment(out, errors)
-    console.print(rich_table(cells))
-    console.print(overall(cells))
+    _print_summary(cells)
     console.print(f"report: {path}; plots: {path.parent / 'plots'}")
 
 

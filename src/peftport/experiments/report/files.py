@@ -18,6 +18,7 @@ from peftport.experiments.report.plots import delta_bars, learning_curves
 from peftport.experiments.report.summary import (
     HEADER,
     CellSummary,
+    evidence,
     is_paper_method,
     not_learnt,
     overall,
@@ -50,7 +51,16 @@ def _paper_only(cells: list[CellSummary]) -> list[str]:
     paper = [c for c in cells if is_paper_method(c.transfer)]
     if not paper or len(paper) == len(cells):
         return []
-    return [f"The paper's methods only (SKIP/AVG, with or without correlation alignment): {overall(paper)}", ""]
+    return [
+        f"The paper's methods only (SKIP/AVG, with or without correlation alignment): {overall(paper)}",
+        "",
+        *_lines(evidence(paper)),
+    ]
+
+
+def _lines(sentence: str) -> list[str]:
+    """A paragraph and its blank line, or nothing for an empty sentence."""
+    return [sentence, ""] if sentence else []
 
 
 def _not_learnt_section(records: list[dict[str, Any]]) -> list[str]:
@@ -95,8 +105,9 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "",
         f"{overall(cells)} ({PAPER_SHARE})" if cells else "No transferred runs yet.",
         "",
+        *_lines(evidence(cells)),
         *_paper_only(cells),
-        *([saved, ""] if (saved := steps_saved(cells)) else []),
+        *_lines(steps_saved(cells)),
         *[f"- {line}" for line in overall_by_pair(cells)],
         "",
         _markdown(HEADER, table_rows(cells)),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from scipy.stats import binomtest
 
 from peftport.errors import PeftportError
 from peftport.experiments.store import did_not_learn
@@ -291,6 +292,33 @@ def overall(cells: list[CellSummary]) -> str:
     return (
         f"Transferred > baseline in {wins} of {cases} cases ({100 * wins / cases:.1f}%); mean delta "
         f"{100 * mean:+.1f} ± {100 * spread:.1f} points over {len(cells)} cells."
+    )
+
+
+def cell_wins(cells: list[CellSummary]) -> tuple[int, int]:
+    """Cells whose mean delta over seeds is above 0, and all cells with a baseline: the paper's way of counting
+    cases (one task, language and module, scores averaged over seeds; here also one transfer)."""
+    scored = [c for c in cells if c.delta == c.delta]
+    return sum(c.delta > 0 for c in scored), len(scored)
+
+
+def _interval(wins: int, cases: int) -> str:
+    low, high = binomtest(wins, cases).proportion_ci(method="wilson")
+    return f"95% interval {100 * low:.0f}-{100 * high:.0f}%"
+
+
+def evidence(cells: list[CellSummary]) -> str:
+    """One sentence: how sure the win rate is. Per cell (the paper's unit) and per seed, each with its 95% Wilson
+    interval, and the exact sign test of the seed-level cases against no effect."""
+    won, counted = cell_wins(cells)
+    wins, cases = seed_wins(cells)
+    if not counted or not cases:
+        return ""
+    return (
+        f"Per cell (mean over seeds, as the paper counts cases): {won} of {counted} won "
+        f"({100 * won / counted:.1f}%, {_interval(won, counted)}). Per seed: {_interval(wins, cases)}, sign test "
+        f"against no effect p = {binomtest(wins, cases).pvalue:.2g}. Seeds of a cell share one teacher, so both "
+        "intervals leave out the variance of training another teacher."
     )
 
 
