@@ -207,4 +207,6 @@ def test_the_win_rate_comes_with_its_interval_per_cell_and_per_seed():
     # 2 * sum(C(33, k), k <= 8) / 2**33 = 0.00455
     assert "10 of 11 won (90.9%, 95% interval 62-98%)" in sentence
     assert "Per seed: 95% interval 59-87%, sign test against no effect p = 0.0046" in sentence
+    assert "Seeds of a cell share one teacher" in sentence  # every seed of the cell starts from teacher-0.9
+    assert "share one teacher" not in evidence([replace(c, teacher_runs=3) for c in cells])
     assert evidence([cells[-1]]) == ""

@@ -48,6 +48,7 @@ class CellSummary:
     auc: float = float("nan")  # area under the transferred students' learning curve / budget (mean score)
     baseline_auc: float = float("nan")
     reach_shares: tuple[float, ...] = ()  # per seed: steps to the baseline's final score / budget (inf: never)
+    teacher_runs: int = 1  # distinct teacher runs the cell's seeds start from (1: one teacher per cell)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -165,6 +166,7 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
         statistics.fmean(area_under_curve(r["curve"], metric) for r in runs),
         mean_std(base_auc)[0],
         tuple(steps / budget for steps in needed),
+        len({r.get("teacher_run") for r in runs}),
     )
 
 
@@ -314,11 +316,12 @@ def evidence(cells: list[CellSummary]) -> str:
     wins, cases = seed_wins(cells)
     if not counted or not cases:
         return ""
+    shared = any(c.teacher_runs == 1 and c.seeds > 1 for c in cells)
+    caveat = " Seeds of a cell share one teacher, so both intervals leave out the variance of training another teacher."
     return (
         f"Per cell (mean over seeds, as the paper counts cases): {won} of {counted} won "
         f"({100 * won / counted:.1f}%, {_interval(won, counted)}). Per seed: {_interval(wins, cases)}, sign test "
-        f"against no effect p = {binomtest(wins, cases).pvalue:.2g}. Seeds of a cell share one teacher, so both "
-        "intervals leave out the variance of training another teacher."
+        f"against no effect p = {binomtest(wins, cases).pvalue:.2g}.{caveat if shared else ''}"
     )
 
 
