@@ -118,10 +118,8 @@ def test_grid_compares_new_transfer_options(grid):
     report_path, cells = write_report(out)
     lines = report_path.read_text().splitlines()
     paper_line = next(line for line in lines if line.startswith("The paper's"))
-    assert (
-        lines[lines.index(paper_line) + 2].startswith("Per cell (")
-        and " of 1 won (" in lines[lines.index(paper_line) + 2]
-    )
+    paper_evidence = lines[lines.index(paper_line) + 2]  # the interval sentence under the paper's line
+    assert paper_evidence.startswith("Per cell (") and " of 1 won (" in paper_evidence
     (skip,) = [c for c in cells if c.transfer == "skip"]
     assert f"of {skip.seeds} cases" in paper_line and "points in 1 cell." in paper_line and "±" not in paper_line
 
