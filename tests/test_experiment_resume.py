@@ -4,6 +4,7 @@ run ids do not depend on the working directory."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -174,4 +175,7 @@ def test_a_folder_shared_without_student_runs_resumes_without_retraining_them(gr
     runner.run_experiment(config, out)
     assert len(calls) == 1 and (out / "runs" / teacher.name).is_dir()
     assert (out / "results.jsonl").read_bytes().startswith(index)
-    assert {r["id"] for r in read_index(out)} == {r.id for r in expand(config, out)}
+    records = read_index(out)
+    assert sorted(r["id"] for r in records) == sorted(r.id for r in expand(config, out))  # the teacher once
+    again = json.loads((out / "results.jsonl").read_text().splitlines()[-1])
+    assert again["kind"] == "teacher" and next(r for r in records if r["kind"] == "teacher") == again

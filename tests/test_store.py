@@ -37,3 +37,18 @@ def test_report_names_the_cut_line_in_one_line(tmp_path):
     )
     assert done.returncode == 2
     assert f"warning: {tmp_path / INDEX_FILE}:1: not a whole record (cut by a crash?), skipped\n" in done.stderr
+
+
+def test_a_run_recorded_twice_counts_once_with_its_last_record(tmp_path, recwarn):
+    append_index(tmp_path, {"id": "teacher-a", "score": 1})  # shared without its directory: trained again
+    append_index(tmp_path, {"id": "baseline-b", "score": 2})
+    append_index(tmp_path, {"id": "teacher-a", "score": 3})
+    assert read_index(tmp_path) == [{"id": "teacher-a", "score": 3}, {"id": "baseline-b", "score": 2}]
+    assert len(recwarn) == 0
+
+
+def test_a_line_that_is_json_but_no_record_is_skipped_with_a_warning(tmp_path):
+    (tmp_path / INDEX_FILE).write_text('{"id": "x"}\n3\n{"score": 1}\n')
+    with pytest.warns(TornRecordWarning, match=":2:") as caught:
+        assert [r["id"] for r in read_index(tmp_path)] == ["x"]
+    assert [str(w.message).split(INDEX_FILE)[1][:3] for w in caught] == [":2:", ":3:"]

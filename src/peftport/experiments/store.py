@@ -31,20 +31,26 @@ class TornRecordWarning(UserWarning):
 
 
 def read_index(out: Path) -> list[dict[str, Any]]:
-    """Records of finished runs; a line cut by a crash is reported (file and line number) and skipped."""
+    """Records of finished runs, one per run id; a line cut by a crash is reported (file and line number) and
+    skipped. A run recorded twice (a teacher whose record was shared without its directory is trained again, and
+    its transfers read the new module) counts once, with its last record, in the place of its first."""
     path = out / INDEX_FILE
     if not path.is_file():
         return []
-    records = []
+    records: dict[str, dict[str, Any]] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or "id" not in record:
             message = f"{path}:{number}: not a whole record (cut by a crash?), skipped"
             warnings.warn(message, TornRecordWarning, stacklevel=2)
-    return records
+            continue
+        records[record["id"]] = record
+    return list(records.values())
 
 
 def finished(out: Path) -> set[str]:
