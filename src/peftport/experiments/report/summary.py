@@ -309,6 +309,11 @@ def _interval(wins: int, cases: int) -> str:
     return f"95% interval {100 * low:.0f}-{100 * high:.0f}%"
 
 
+SHARED_TEACHER = (
+    " Seeds of a cell share one teacher, so both intervals leave out the variance of training another teacher."
+)
+
+
 def evidence(cells: list[CellSummary]) -> str:
     """One sentence: how sure the win rate is. Per cell (the paper's unit) and per seed, each with its 95% Wilson
     interval, and the exact sign test of the seed-level cases against no effect."""
@@ -317,11 +322,10 @@ def evidence(cells: list[CellSummary]) -> str:
     if not counted or not cases:
         return ""
     shared = any(c.teacher_runs == 1 and c.seeds > 1 for c in cells)
-    caveat = " Seeds of a cell share one teacher, so both intervals leave out the variance of training another teacher."
     return (
         f"Per cell (mean over seeds, as the paper counts cases): {won} of {counted} won "
         f"({100 * won / counted:.1f}%, {_interval(won, counted)}). Per seed: {_interval(wins, cases)}, sign test "
-        f"against no effect p = {binomtest(wins, cases).pvalue:.2g}.{caveat if shared else ''}"
+        f"against no effect p = {binomtest(wins, cases).pvalue:.2g}.{SHARED_TEACHER if shared else ''}"
     )
 
 
