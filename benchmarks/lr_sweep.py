@@ -2,11 +2,13 @@
 on the baseline only and give the transferred student the same").
 
     python benchmarks/lr_sweep.py EXPERIMENT.yaml --task NAME --language LANG [--module 0] \
-        --lrs 1e-3,3e-3,1e-2 [--steps 400] [--eval-every 100] [--seed 0] [--out FILE]
+        --lrs 1e-3,3e-3,1e-2 [--steps 400] [--eval-every 100 | --eval-log 8] [--seed 0] \
+        [--precision auto|fp32|bf16] [--out FILE]
 
 Trains the experiment's student (its first pair) with the experiment's task, module and training settings,
 except the learning rate and the step budget, from the library's initialisation (the baseline), once per rate,
-and prints one line per rate: the learning curve on the test split and the wall time. Lines are appended to
+and prints one line per rate: the learning curve on the test split, the precision, the training speed and the
+wall time. Lines are appended to
 ``--out`` as they finish, so a stopped sweep keeps what it measured.
 """
 
@@ -35,6 +37,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--lrs", required=True, help="comma-separated learning rates")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--eval-log", type=int, help="evaluate at N doubling steps instead (as the grids' eval_log)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="default: the experiment's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
@@ -48,9 +52,11 @@ def main() -> None:
     module = config.modules[args.module]
     student = resolve_model(config.pairs[0].student)
     for rate in (float(r) for r in args.lrs.split(",")):
-        training = config.training.model_copy(
-            update={"learning_rate": rate, "max_steps": args.steps, "eval_every": args.eval_every, "eval_log": None}
-        )
+        schedule = {"eval_every": None, "eval_log": args.eval_log} if args.eval_log else {"eval_every": args.eval_every}
+        update = {"learning_rate": rate, "max_steps": args.steps, "eval_log": None, **schedule}
+        if args.precision:
+            update["precision"] = args.precision
+        training = config.training.model_copy(update=update)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as scratch:
             result = train_module(student, data, module, training, args.seed, Path(scratch))
@@ -63,6 +69,8 @@ def main() -> None:
             "seed": args.seed,
             "curve": [[point["step"], round(100 * point[metric], 1)] for point in result.curve],
             "metric": metric,
+            "precision": result.precision,
+            "samples_per_second": round(result.samples_per_second, 1),
             "wall_s": round(time.perf_counter() - start),
         }
         print(json.dumps(line), flush=True)

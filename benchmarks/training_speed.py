@@ -30,8 +30,9 @@ from peftport.zoo import resolve_model  # noqa: E402
 MODULE = ModuleConfig(type="lora", r=8, alpha=16, targets=["attn_q", "attn_v"])
 
 
-def _training(steps: int) -> TrainingConfig:
-    return TrainingConfig(learning_rate=3e-3, batch_size=16, max_steps=steps, max_length=64)
+def _training(steps: int, bf16: bool) -> TrainingConfig:
+    precision = "bf16" if bf16 else "fp32"
+    return TrainingConfig(learning_rate=3e-3, batch_size=16, max_steps=steps, max_length=64, precision=precision)
 
 
 def _precision(bf16: bool) -> dict[str, bool]:
@@ -40,15 +41,20 @@ def _precision(bf16: bool) -> dict[str, bool]:
     return {"use_cpu": True, "bf16": bf16}
 
 
+def _cpu() -> str:
+    """The CPU, its thread count and its bf16 instructions (/proc/cpuinfo flags, where there is one)."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.is_file() else ""
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    names = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
+    return f"CPU {names}, {torch.get_num_threads()} threads, bf16 instructions: {', '.join(bf16) or 'none'}"
+
+
 def peftport_loop(model: str, data, steps: int, bf16: bool) -> tuple[float, float]:
-    """peftport's ``train_module`` (samples/s, final F1); ``bf16`` replaces its precision choice."""
-    chosen = peftport_train._precision
-    peftport_train._precision = lambda: _precision(bf16)
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            result = peftport_train.train_module(model, data, MODULE, _training(steps), 0, Path(scratch) / "m")
-    finally:
-        peftport_train._precision = chosen
+    """peftport's ``train_module`` (samples/s, final F1) with ``training.precision`` bf16 or fp32."""
+    with tempfile.TemporaryDirectory() as scratch:
+        result = peftport_train.train_module(model, data, MODULE, _training(steps, bf16), 0, Path(scratch) / "m")
     return result.samples_per_second, result.final["f1"]
 
 
@@ -107,18 +113,23 @@ def main() -> None:
     parser.add_argument("--model", default="zoo:all-MiniLM-L6-v2")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument(
-        "--bf16-steps", type=int, default=10, help="budget of the bf16 runs (emulated bf16 is slow), also run in fp32"
+        "--bf16-steps",
+        type=int,
+        default=10,
+        help="budget of the bf16 runs, also run in fp32 (on a CPU without avx512_bf16 or AMX bf16 is emulated and "
+        "slow); with --steps' value, the bf16 runs compare directly with the fp32 ones",
     )
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     model = resolve_model(args.model)
     task = load_config(DEMO_CONFIG).tasks[0]
     data = load_task(task, "en")
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else _cpu()
     lines = [f"{args.model}, LoRA r8 q,v + token head, en NER, {args.steps} steps of 16, max length 64, on {device}"]
     lines.append(f"{'loop':<16} {'precision':<9} {'steps':>5} {'samples/s':>10} {'test F1':>8} {'wall s':>7}")
     runs = [(loop, False, args.steps) for loop in ("peftport", "plain Trainer")]
-    runs += [(loop, bf16, args.bf16_steps) for bf16 in (False, True) for loop in ("peftport", "plain Trainer")]
+    precisions = (True,) if args.bf16_steps == args.steps else (False, True)  # no fp32 run twice
+    runs += [(loop, bf16, args.bf16_steps) for bf16 in precisions for loop in ("peftport", "plain Trainer")]
     loops = {"peftport": peftport_loop, "plain Trainer": plain_trainer}
     for name, bf16, steps in runs:
         start = time.perf_counter()

@@ -91,3 +91,23 @@ def test_eval_log_leaves_run_ids_of_earlier_grids_alone():
     assert _training_spec(TrainingConfig(max_steps=10, eval_log=8))["eval_log"] == 8
     with pytest.raises(ValueError, match="greater than 1"):
         TrainingConfig(eval_log=1)
+
+
+def test_precision_bf16_trains_under_autocast_and_is_recorded(model_dir, data, tmp_path):
+    training = TrainingConfig(learning_rate=1e-3, batch_size=4, max_steps=2, precision="bf16")
+    result = train_module(model_dir, data, ModuleConfig(type="lora", r=2), training, seed=0, out=tmp_path / "bf16")
+    assert result.precision == "bf16"
+    assert result.steps == 2
+    plain = TrainingConfig(learning_rate=1e-3, batch_size=4, max_steps=2)
+    result = train_module(model_dir, data, ModuleConfig(type="lora", r=2), plain, seed=0, out=tmp_path / "auto")
+    if not torch.cuda.is_available():  # auto is fp32 on a CPU, bf16 or fp16 on a GPU
+        assert result.precision == "fp32"
+
+
+def test_precision_enters_run_ids_only_when_set():
+    from peftport.experiments.grid import _training_spec
+
+    assert "precision" not in _training_spec(TrainingConfig(max_steps=10))
+    assert _training_spec(TrainingConfig(max_steps=10, precision="bf16"))["precision"] == "bf16"
+    with pytest.raises(ValueError, match="'auto', 'fp32' or 'bf16'"):
+        TrainingConfig(precision="fp8")

@@ -124,7 +124,7 @@ LATER_OPTIONS = {
     "recover_lr": None,
     "calibrate": True,
 }
-LATER_TRAINING = {"distill": None, "head_learning_rate": None, "eval_log": None}
+LATER_TRAINING = {"distill": None, "head_learning_rate": None, "eval_log": None, "precision": "auto"}
 
 
 def _training_spec(training: TrainingConfig) -> dict[str, Any]:

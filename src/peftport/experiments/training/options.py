@@ -58,6 +58,11 @@ class TrainingConfig(BaseModel):
     max_length: int = Field(128, gt=8)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     distill: DistillConfig | None = Field(None, description="mix in logit distillation from the trained teacher")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 on a GPU that supports it (else fp16), fp32 on a CPU; bf16 on a CPU is autocast, "
+        "fast only where the CPU has avx512_bf16 or AMX (benchmarks/training_speed.py measures it)",
+    )
 
 
 def log_steps(total: int, points: int) -> list[int]:

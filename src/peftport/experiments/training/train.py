@@ -126,10 +126,17 @@ def _inputs(features: list[dict], accepted: set[str]) -> list[dict]:
     return [{k: v for k, v in f.items() if k in accepted} for f in features]
 
 
-def _precision() -> dict[str, bool]:
+def _precision(choice: str = "auto") -> dict[str, bool]:
+    """``TrainingArguments`` flags for ``training.precision`` on this machine."""
     if not torch.cuda.is_available():
-        return {"use_cpu": True}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+        return {"use_cpu": True, "bf16": choice == "bf16"}  # bf16 on a CPU: torch.autocast
+    if choice == "fp32":
+        return {}
+    if torch.cuda.is_bf16_supported():
+        return {"bf16": True}
+    if choice == "bf16":
+        raise PeftportError("training.precision is bf16, but this GPU does not support bf16: use auto or fp32")
+    return {"fp16": True}
 
 
 def _optimizer(model: torch.nn.Module, heads: list[str], training: TrainingConfig) -> torch.optim.Optimizer | None:
@@ -207,7 +214,7 @@ def train_module(
             disable_tqdm=on_step is not None,
             remove_unused_columns=False,
             label_names=["labels"],
-            **_precision(),
+            **_precision(training.precision),
         )
         trainer = trainer_class(
             model=model,
