@@ -86,7 +86,7 @@ PUBLISHED = {
     "widths-compute": "widths-compute",
     "converging-teacher-lr": "converging-teacher-lr",
     "converging-widths-lr3e-3": "converging-widths-lr3e-3",
-    "converging-teachers-lora": "converging-teachers",
+    **dict.fromkeys(["converging-teachers-lora", "converging-teachers-seqbn"], "converging-teachers"),
     **dict.fromkeys(["converging-lora", "converging-lora-de", "converging-seqbn", "converging-best"], "converging"),
 }
 
