@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from peftport.demo.experiment import DEMO_CONFIG  # noqa: E402
 from peftport.experiments.config import load_config  # noqa: E402
+from peftport.experiments.runner import cpu_info  # noqa: E402
 from peftport.experiments.training import train as peftport_train  # noqa: E402
 from peftport.experiments.training.options import ModuleConfig, TrainingConfig  # noqa: E402
 from peftport.tasks.data import load_task  # noqa: E402
@@ -42,13 +43,10 @@ def _precision(bf16: bool) -> dict[str, bool]:
 
 
 def _cpu() -> str:
-    """The CPU, its thread count and its bf16 instructions (/proc/cpuinfo flags, where there is one)."""
-    info = Path("/proc/cpuinfo")
-    text = info.read_text() if info.is_file() else ""
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    names = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    """The CPU, its thread count and its bf16 instructions."""
+    name, flags = cpu_info()
     bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
-    return f"CPU {names}, {torch.get_num_threads()} threads, bf16 instructions: {', '.join(bf16) or 'none'}"
+    return f"CPU {name}, {torch.get_num_threads()} threads, bf16 instructions: {', '.join(bf16) or 'none'}"
 
 
 def peftport_loop(model: str, data, steps: int, bf16: bool) -> tuple[float, float]:

@@ -37,6 +37,8 @@ def test_grid_runs_and_reports_through_the_cli(grid, cli):
     for record in records:
         assert record["git"] is None or re.fullmatch("[0-9a-f]{4,40}", record["git"])  # no git: None, not a failure
         assert record["versions"]["torch"].startswith("2.13")
+        if not torch.cuda.is_available():  # the CPU model and thread count, e.g. "cpu (AMD EPYC, 2 threads)"
+            assert re.fullmatch(r"cpu \(.+, \d+ threads?\)", record["device"]), record["device"]
         assert record["steps"] == 4 and [p["step"] for p in record["curve"]] == [0, 2, 4]
         assert record["metric"] in record["final"] and record["wall_seconds"] > 0
         run = out / "runs" / record["id"]
@@ -285,3 +287,14 @@ def test_a_recovered_transfer_is_not_reused_at_another_students_rate(grid):
     cached = {(r["transfer"], r["transfer_cached"]) for r in moved}
     assert len(moved) == 4 and cached == {("skip+head", False), ("skip+head", True), ("skip+head+rec3", False)}
     assert len(list((out / TRANSFERS_DIR).iterdir())) == 3
+
+
+def test_cpu_info_reads_the_model_name_and_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu avx512f avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: Example CPU 9000\nflags\t\t: fpu avx512f avx512_bf16\n"
+    )
+    assert runner.cpu_info(info) == ("Example CPU 9000", {"fpu", "avx512f", "avx512_bf16"})
+    name, flags = runner.cpu_info(tmp_path / "absent")
+    assert name and flags == set()

@@ -62,8 +62,26 @@ def environment() -> dict[str, Any]:
     except OSError:
         revision = ""
     versions = {"peftport": __version__, **{p: metadata.version(p) for p in PACKAGES}}
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86'})"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:  # fp32 scores differ between CPU models (other kernels, other rounding), so the record names it
+        threads = torch.get_num_threads()
+        device = f"cpu ({cpu_info()[0]}, {threads} thread{'s' if threads > 1 else ''})"
     return {"git": revision or None, "versions": versions, "device": device}
+
+
+def cpu_info(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
+    """The CPU's model name and instruction flags (``path`` where there is one; else the platform's name, no
+    flags)."""
+    name, flags = "", set()
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return name or platform.processor() or platform.machine() or "unknown", flags
 
 
 class DataCache:
