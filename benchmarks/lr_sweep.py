@@ -8,8 +8,7 @@ on the baseline only and give the transferred student the same").
 Trains the experiment's student (its first pair) with the experiment's task, module and training settings,
 except the learning rate and the step budget, from the library's initialisation (the baseline), once per rate,
 and prints one line per rate: the learning curve on the test split, the precision, the training speed and the
-wall time. Lines are appended to
-``--out`` as they finish, so a stopped sweep keeps what it measured.
+wall time. Lines are appended to ``--out`` as they finish, so a stopped sweep keeps what it measured.
 """
 
 from __future__ import annotations
