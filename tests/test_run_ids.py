@@ -86,7 +86,9 @@ PUBLISHED = {
     "widths-compute": "widths-compute",
     "converging-teacher-lr": "converging-teacher-lr",
     "converging-widths-lr3e-3": "converging-widths-lr3e-3",
-    **dict.fromkeys(["converging-teachers-lora", "converging-teachers-seqbn"], "converging-teachers"),
+    **dict.fromkeys(
+        ["converging-teachers-lora", "converging-teachers-lora-de", "converging-teachers-seqbn"], "converging-teachers"
+    ),
     **dict.fromkeys(["converging-lora", "converging-lora-de", "converging-seqbn", "converging-best"], "converging"),
 }
 
