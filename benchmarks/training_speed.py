@@ -36,12 +36,6 @@ def _training(steps: int, bf16: bool) -> TrainingConfig:
     return TrainingConfig(learning_rate=3e-3, batch_size=16, max_steps=steps, max_length=64, precision=precision)
 
 
-def _precision(bf16: bool) -> dict[str, bool]:
-    if torch.cuda.is_available():
-        return {"bf16": bf16}
-    return {"use_cpu": True, "bf16": bf16}
-
-
 def _cpu() -> str:
     """The CPU, its thread count and its bf16 instructions."""
     name, flags = cpu_info()
@@ -90,7 +84,7 @@ def plain_trainer(model: str, data, steps: int, bf16: bool) -> tuple[float, floa
             data_seed=0,
             disable_tqdm=True,
             label_names=["labels"],
-            **_precision(bf16),
+            **peftport_train._precision("bf16" if bf16 else "fp32"),  # the flags peftport passes
         )
         compute = peftport_train._metric_function(data)
         trainer = Trainer(
