@@ -145,6 +145,21 @@ def test_steps_to_baseline_are_a_median_with_never_counted_and_a_share_of_the_bu
     assert "2 of 3 cases" in steps_saved([cell])
 
 
+def test_steps_to_the_baseline_are_also_read_between_evaluations():
+    from peftport.experiments.report.summary import steps_saved
+
+    runs = _reaching_cell()
+    runs[4]["curve"][2]["f1"] = 0.7  # seed 1: 0.3 at step 20, 0.7 at step 60, so the line crosses 0.5 at step 40
+    (cell,) = summarise(runs)
+    assert cell.reach_shares == (0.2, 0.6, float("inf"))  # the first evaluation at or above: unchanged
+    assert cell.reach_shares_between == (0.2, 0.4, float("inf"))
+    assert steps_saved([cell]).endswith(
+        "Read between evaluations (a straight line from the last one below), the median is 40%."
+    )
+    (unchanged,) = summarise(_reaching_cell())  # the line meets the evaluations there: one sentence, as before
+    assert unchanged.reach_shares_between == (0.2, 0.6, float("inf")) and "between" not in steps_saved([unchanged])
+
+
 def test_area_under_the_curve_and_gap_to_the_teacher_are_reported():
     (cell,) = summarise(_reaching_cell())
     # baseline: (20*0.1 + 40*0.3 + 40*0.45) / 100 = 0.32; seed 0: (20*0.3 + 40*0.55 + 40*0.65) / 100 = 0.54
