@@ -7,8 +7,10 @@ on the baseline only and give the transferred student the same").
 
 Trains the experiment's student (its first pair) with the experiment's task, module and training settings,
 except the learning rate and the step budget, from the library's initialisation (the baseline), once per rate,
-and prints one line per rate: the learning curve on the test split, the precision, the training speed and the
-wall time. Lines are appended to ``--out`` as they finish, so a stopped sweep keeps what it measured.
+and prints one line per rate: the model, the learning curve on the test split, every final metric (macro-F1 as
+well as accuracy shows a classifier that predicts one class), the precision, the training speed and the wall
+time. Lines are appended to ``--out`` as they finish, so a stopped sweep keeps what it measured. A scratch copy of
+an experiment whose student is the teacher's model trains a teacher the same way.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def main() -> None:
             result = train_module(student, data, module, training, args.seed, Path(scratch))
         metric = "f1" if data.kind == "token" else "accuracy"
         line = {
+            "model": config.pairs[0].student,
             "task": f"{args.task}/{args.language}",
             "module": module.label,
             "lr": rate,
@@ -68,6 +71,7 @@ def main() -> None:
             "seed": args.seed,
             "curve": [[point["step"], round(100 * point[metric], 1)] for point in result.curve],
             "metric": metric,
+            "final": {name: round(100 * value, 1) for name, value in result.final.items()},
             "precision": result.precision,
             "samples_per_second": round(result.samples_per_second, 1),
             "wall_s": round(time.perf_counter() - start),
