@@ -89,7 +89,10 @@ PUBLISHED = {
     **dict.fromkeys(
         ["converging-teachers-lora", "converging-teachers-lora-de", "converging-teachers-seqbn"], "converging-teachers"
     ),
-    **dict.fromkeys(["converging-lora", "converging-lora-de", "converging-seqbn", "converging-best"], "converging"),
+    **dict.fromkeys(
+        ["converging-lora", "converging-lora-de", "converging-seqbn", "converging-best", "converging-stsb"],
+        "converging",
+    ),
 }
 
 
