@@ -3,14 +3,15 @@ on the baseline only and give the transferred student the same").
 
     python benchmarks/lr_sweep.py EXPERIMENT.yaml --task NAME --language LANG [--module 0] \
         --lrs 1e-3,3e-3,1e-2 [--steps 400] [--eval-every 100 | --eval-log 8] [--seed 0] \
-        [--precision auto|fp32|bf16] [--out FILE]
+        [--precision auto|fp32|bf16] [--model student|teacher] [--out FILE]
 
 Trains the experiment's student (its first pair) with the experiment's task, module and training settings,
 except the learning rate and the step budget, from the library's initialisation (the baseline), once per rate,
 and prints one line per rate: the model, the learning curve on the test split, every final metric (macro-F1 as
 well as accuracy shows a classifier that predicts one class), the precision, the training speed and the wall
-time. Lines are appended to ``--out`` as they finish, so a stopped sweep keeps what it measured. A scratch copy of
-an experiment whose student is the teacher's model trains a teacher the same way.
+time. Lines are appended to ``--out`` as they finish, so a stopped sweep keeps what it measured. ``--model
+teacher`` trains the first pair's teacher instead, with the experiment's teacher training settings (a teacher
+as the grid would train it, at another rate or budget).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--eval-log", type=int, help="evaluate at N doubling steps instead (as the grids' eval_log)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="default: the experiment's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", choices=["student", "teacher"], default="student", help="which model of the pair")
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
 
@@ -51,19 +53,21 @@ def main() -> None:
     task = next(t for t in config.tasks if t.name == args.task)
     data = load_task(task, args.language)
     module = config.modules[args.module]
-    student = resolve_model(config.pairs[0].student)
+    name = config.pairs[0].teacher if args.model == "teacher" else config.pairs[0].student
+    base = (config.teacher_training or config.training) if args.model == "teacher" else config.training
+    model = resolve_model(name)
     for rate in (float(r) for r in args.lrs.split(",")):
         schedule = {"eval_every": None, "eval_log": args.eval_log} if args.eval_log else {"eval_every": args.eval_every}
         update = {"learning_rate": rate, "max_steps": args.steps, "eval_log": None, **schedule}
         if args.precision:
             update["precision"] = args.precision
-        training = config.training.model_copy(update=update)
+        training = base.model_copy(update=update)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as scratch:
-            result = train_module(student, data, module, training, args.seed, Path(scratch))
+            result = train_module(model, data, module, training, args.seed, Path(scratch))
         metric = "f1" if data.kind == "token" else "accuracy"
         line = {
-            "model": config.pairs[0].student,
+            "model": name,
             "task": f"{args.task}/{args.language}",
             "module": module.label,
             "lr": rate,
