@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -72,6 +73,29 @@ def step_axis_is_log(steps: list[float]) -> bool:
     return max(gaps) > 4 * min(gaps)
 
 
+def tick_steps(steps: list[float]) -> list[float]:
+    """The evaluated steps to label on a logarithmic step axis: step 0, the last step, and the evaluated step
+    nearest to each halving of it (within a factor 1.3), so the doubling steps of ``eval_log`` are labelled and
+    dense evaluations (``eval_every`` as well) do not crowd the axis with overlapping labels.
+
+    >>> tick_steps([0, 5, 10, 20, 39, 78, 156, 312, 625])
+    [0, 5, 10, 20, 39, 78, 156, 312, 625]
+    >>> tick_steps([0, 5, 10, 20, 25, 39, 50, 75, 78, 100, 150, 156, 175, 300, 312, 325, 600, 625])
+    [0, 5, 10, 20, 39, 78, 156, 312, 625]
+    """
+    positive = sorted({s for s in steps if s > 0})
+    if not positive:
+        return [0] if 0 in steps else []
+    kept: set[float] = set()
+    target = positive[-1]
+    while target >= positive[0] / 1.3:
+        nearest = min(positive, key=lambda s: abs(math.log(s / target)))
+        if abs(math.log(nearest / target)) <= math.log(1.3):
+            kept.add(nearest)
+        target /= 2
+    return ([0] if 0 in steps else []) + sorted(kept)
+
+
 def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], folder: Path) -> list[Path]:
     """One PNG per cell: mean test score over seeds against training steps, baseline vs transferred."""
     plt, written = _pyplot(), []
@@ -84,9 +108,10 @@ def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], fol
             axes.plot(steps, scores, marker="o", markersize=3, label=label)
             all_steps += steps
         log_scale = step_axis_is_log(all_steps)
-        if log_scale:  # ticks at the evaluated steps, in plain numbers
+        if log_scale:  # ticks at evaluated steps far enough apart to read, in plain numbers
             axes.set_xscale("symlog", linthresh=min(s for s in all_steps if s > 0))
-            axes.set_xticks(sorted(set(all_steps)), [f"{s:g}" for s in sorted(set(all_steps))], fontsize=7)
+            ticks = tick_steps(all_steps)
+            axes.set_xticks(ticks, [f"{s:g}" for s in ticks], fontsize=7)
             axes.minorticks_off()
         axes.set(
             xlabel="training steps (log)" if log_scale else "training steps",
