@@ -86,6 +86,7 @@ PUBLISHED = {
     "widths-compute": "widths-compute",
     "converging-teacher-lr": "converging-teacher-lr",
     "converging-widths-lr3e-3": "converging-widths-lr3e-3",
+    **dict.fromkeys(["converging-dense-lora", "converging-dense-seqbn"], "converging-dense"),
     **dict.fromkeys(
         ["converging-teachers-lora", "converging-teachers-lora-de", "converging-teachers-seqbn"], "converging-teachers"
     ),
