@@ -75,7 +75,7 @@ def main() -> None:
             "seed": args.seed,
             "curve": [[point["step"], round(100 * point[metric], 1)] for point in result.curve],
             "metric": metric,
-            "final": {name: round(100 * value, 1) for name, value in result.final.items()},
+            "final": {key: round(100 * value, 1) for key, value in result.final.items()},
             "precision": result.precision,
             "samples_per_second": round(result.samples_per_second, 1),
             "wall_s": round(time.perf_counter() - start),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from peftport.experiments.report.summary import crossing_step, median_reach  # noqa: E402
+from peftport.experiments.report.summary import crossing_step, first_reaching, median_reach  # noqa: E402
 from peftport.experiments.store import read_index  # noqa: E402
 from peftport.experiments.training.options import log_steps  # noqa: E402
 
@@ -33,10 +33,6 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=8, help="the eval_log the sparse reading keeps")
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
-
-
-def first_at_or_above(curve: list[dict[str, float]], metric: str, target: float) -> float | None:
-    return next((float(p["step"]) for p in curve if p.get(metric, float("-inf")) >= target), None)
 
 
 def stays_at_or_above(curve: list[dict[str, float]], metric: str, target: float) -> float | None:
@@ -60,9 +56,9 @@ def readings(run: dict[str, Any], baseline: dict[str, Any], points: int) -> dict
         "id": run["id"],
         "cell": f"{run['task']}/{run['language']} {run['module']} {run['transfer']} seed {run['seed']}",
         "budget": budget,
-        "dense_first": first_at_or_above(run["curve"], metric, target),
+        "dense_first": first_reaching(run["curve"], metric, target),
         "dense": stays_at_or_above(run["curve"], metric, target),
-        "first_doubling": first_at_or_above(sparse, metric, target),
+        "first_doubling": first_reaching(sparse, metric, target),
         "line_between": crossing_step(sparse, metric, target),
         "evaluations": len(run["curve"]),
     }
