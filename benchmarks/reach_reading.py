@@ -64,6 +64,11 @@ def readings(run: dict[str, Any], baseline: dict[str, Any], points: int) -> dict
     }
 
 
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def _share(steps: float | None, budget: int) -> float:
     return float("inf") if steps is None else steps / budget
 
@@ -74,6 +79,8 @@ def _text(share: float | None) -> str:
 
 def main() -> None:
     args = _arguments()
+    if not (args.folder / "results.jsonl").is_file():
+        _fail(f"{args.folder} has no results.jsonl: not an experiment folder")
     records = read_index(args.folder)
     baselines = {
         (r["model"], r["task"], r["language"], r["module"], r["seed"]): r for r in records if r["kind"] == "baseline"
@@ -94,7 +101,7 @@ def main() -> None:
             with args.out.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")
     if not lines:
-        sys.exit(f"error: {args.folder} holds no transferred run with its baseline")
+        _fail(f"{args.folder} holds no transferred run with its baseline")
     medians = {
         name: median_reach([_share(line[name], line["budget"]) for line in lines])
         for name in ("dense_first", "dense", "first_doubling", "line_between")
