@@ -91,7 +91,7 @@ def test_one_pass_gives_what_separate_passes_give(pair):
             teacher_layer, point = key.split("/")
             found = alone.get(layer["student_layer"], int(teacher_layer), point)
             assert entry["index"] == found.index.tolist()
-            assert entry["mean_matched_correlation"] == pytest.approx(found.mean_matched, abs=1e-5)
+            assert entry["mean_matched_correlation"] == pytest.approx(found.quality, abs=1e-5)
     final_map = LayerMap("final", ((), (3,)))
     final = compute_alignment(pair["teacher"], pair["student"], final_map, [FINAL_POINT], options).get(
         1, 3, FINAL_POINT

@@ -247,3 +247,15 @@ def test_a_min_quality_no_layer_reaches_is_warned_about(models, cli, tmp_path):
     )  # fmt: skip
     assert strict.exit_code == 2 and "(--strict)" in strict.stderr and not (tmp_path / "strict").exists()
     assert len(strict.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("given, expected", [("skip", "skip"), (None, "avg"), ("skip-last", "skip-last")])
+def test_an_explicit_layer_map_wins_over_the_options(models, given, expected):
+    import peftport
+    from peftport.transfers.options import TransferOptions
+
+    keywords = {} if given is None else {"layer_map": given}
+    teacher, student = str(models["teacher"]), str(models["prefix"])
+    options = TransferOptions(layer_map="avg")
+    moved = peftport.transfer(models["lora"], teacher, student, options=options, **keywords)
+    assert moved.provenance["layer_map"]["method"] == expected

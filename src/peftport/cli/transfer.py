@@ -5,6 +5,7 @@ format are declared here."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -83,7 +84,7 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
     if options.head:
         moved = made["head"]
         quality, measure = moved.get("mean_matched_correlation"), "held-out R^2" if moved.get("fit") else "correlation"
-        known = isinstance(quality, float) and quality == quality
+        known = isinstance(quality, float) and not math.isnan(quality)
         console.print(f"task head {moved['method']}" + (f" (final-layer {measure} {quality:.3f})" if known else ""))
 
 

@@ -24,7 +24,7 @@ class PointAlignment:
 
     index: torch.Tensor
     tokens: int
-    mean_matched: float
+    quality: float  # matched correlation (selections) or held-out R^2 of the student -> teacher map (fitted)
     mean_best: float
     projection: torch.Tensor | None = None  # (d_s, d_t) for rotations, soft matches, fitted maps; None: ``index``
     lift: torch.Tensor | None = None  # (d_t, d_s) fitted map from student to teacher activations (projection)
@@ -51,7 +51,7 @@ class PointAlignment:
         return {
             "index": self.index.tolist(),
             "tokens": self.tokens,
-            "mean_matched_correlation": self.mean_matched,
+            "mean_matched_correlation": self.quality,  # the key of earlier versions
             "mean_best_correlation": self.mean_best,
             "projection": None if self.projection is None else list(self.projection.shape),
             **({"fit": self.fit} if self.fit is not None else {}),
@@ -63,7 +63,7 @@ class PointAlignment:
         return cls(
             index=torch.tensor(data["index"], dtype=torch.long),
             tokens=int(data["tokens"]),
-            mean_matched=float(data["mean_matched_correlation"]),
+            quality=float(data["mean_matched_correlation"]),
             mean_best=float(data["mean_best_correlation"]),
             fit=data.get("fit"),
         )

@@ -67,7 +67,7 @@ def transfer(
     module: PeftModule | str | Path,
     teacher: str,
     student: str,
-    layer_map: str | LayerMap = "skip",
+    layer_map: str | LayerMap | None = None,
     options: TransferOptions | None = None,
     *,
     alignment: Alignment | None = None,
@@ -85,7 +85,7 @@ def transfer(
     dropped and listed in the provenance unless ``head``.
     """
     values = options.model_dump() if options is not None else {}
-    if isinstance(layer_map, str) and (options is None or layer_map != "skip"):  # "skip": the default
+    if isinstance(layer_map, str):  # an explicit name wins over the options' layer map
         values["layer_map"] = layer_map
     resolved = transfer_options(**{**values, **fields})
     given = layer_map if isinstance(layer_map, LayerMap) else None

@@ -41,7 +41,7 @@ def aligned_head(
         "point": FINAL_POINT,
         "alignment": method,
         "tokens": found.tokens,
-        "mean_matched_correlation": found.mean_matched,
+        "mean_matched_correlation": found.quality,
         **({"fit": found.fit} if found.fit else {}),
     }
     return project_head(head, found.input_matrix(teacher_hidden)), record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -79,5 +80,5 @@ def fall_back(
 
 
 def _mean(values: list[float]) -> float:
-    real = [v for v in values if v == v]
+    real = [v for v in values if not math.isnan(v)]
     return sum(real) / len(real) if real else float("nan")
