@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from peftport.core.module import PeftModule
-from peftport.formats.registry import detect_format
+from peftport.formats.codecs import detect_format
 
 
 @dataclass(frozen=True)

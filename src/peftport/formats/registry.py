@@ -1,62 +1,24 @@
-"""The codec registry, format detection, and the public `load_module` / `save_module`."""
+"""The public `load_module` / `save_module` / `convert_module` over the codecs of ``formats.codecs`` (whose
+`codec`, `detect_format` and `CODECS` are re-exported here), and the manifest peftport writes beside a module."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from peftport import __version__
 from peftport.core.module import PeftModule
 from peftport.errors import ModuleFormatError
-from peftport.formats import adapterhub, peft_lora
+from peftport.formats import peft_lora
 from peftport.formats.atomic import atomic_directory
+from peftport.formats.codecs import CODECS, Codec, codec, detect_format
+from peftport.formats.loading import load_check, user_model_class
 from peftport.formats.tensor_files import read_json
 
+__all__ = ["CODECS", "Codec", "codec", "convert_module", "detect_format", "load_module", "read_manifest", "save_module"]
+
 MANIFEST_FILE = "peftport_manifest.json"
-
-
-@dataclass(frozen=True)
-class Codec:
-    """One file format: how to recognise, read, check and write it."""
-
-    name: str
-    sniff: Callable[[dict[str, Any]], bool]
-    read: Callable[[Path, str | None], PeftModule]
-    check_writable: Callable[[PeftModule], None]
-    write: Callable[[PeftModule, Path], None]
-
-
-CODECS: dict[str, Codec] = {
-    peft_lora.NAME: Codec(peft_lora.NAME, peft_lora.sniff, peft_lora.read, peft_lora.check_writable, peft_lora.write),
-    adapterhub.NAME: Codec(
-        adapterhub.NAME, adapterhub.sniff, adapterhub.read, adapterhub.check_writable, adapterhub.write
-    ),
-}
-
-
-def codec(name: str) -> Codec:
-    """The codec registered under ``name``."""
-    if name not in CODECS:
-        raise ModuleFormatError(f"unknown format '{name}': use one of {', '.join(CODECS)}")
-    return CODECS[name]
-
-
-def detect_format(directory: str | Path) -> str:
-    """Name of the format of a module directory (``peft`` or ``adapterhub``)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ModuleFormatError(f"module directory '{directory}' does not exist")
-    config_file = directory / "adapter_config.json"
-    if not config_file.is_file():
-        raise ModuleFormatError(f"'{directory}' has no adapter_config.json: not a peft or AdapterHub module")
-    config = read_json(config_file)
-    for entry in CODECS.values():
-        if entry.sniff(config):
-            return entry.name
-    raise ModuleFormatError(f"{config_file} is neither a peft nor an AdapterHub module config")
 
 
 def load_module(directory: str | Path, family: str | None = None) -> PeftModule:
@@ -80,8 +42,6 @@ def save_module(
     loads it on (``loads_on`` in the manifest); if any adapter key is missing or unexpected, nothing is
     written (``check_load=False`` skips this).
     """
-    from peftport.formats.loading import user_model_class
-
     chosen = codec(format or module.format_options.get("source_format") or peft_lora.NAME)
     chosen.check_writable(module)
     student = (module.provenance.get("student") or {}).get("model") if check_load else None
@@ -100,8 +60,6 @@ def save_module(
 
 
 def _check_loads(module: PeftModule, staging: Path, student: str) -> None:
-    from peftport.formats.loading import load_check
-
     name, report = load_check(module, staging, student)
     if not report.clean:
         keys = report.missing or report.unexpected
