@@ -114,3 +114,14 @@ def test_the_published_study_keeps_its_run_ids(name, folder):
             run.spec["language"],
         )
         assert (record["model"], record["task"]) == (run.spec["model"], run.spec["task"]["name"])
+
+
+def test_options_left_out_at_their_default_are_the_published_ones():
+    """Derived from the ``LATER`` marker on each field; the lists earlier versions wrote by hand."""
+    from peftport.experiments.grid import LATER_OPTIONS, LATER_TRAINING
+
+    assert LATER_OPTIONS == {
+        "matcher": "hungarian", "min_quality": None, "lora_svd": False,
+        "recover_steps": 0, "recover_lr": None, "calibrate": True,
+    }  # fmt: skip
+    assert LATER_TRAINING == {"distill": None, "head_learning_rate": None, "eval_log": None, "precision": "auto"}

@@ -14,6 +14,7 @@ import typer
 from peftport.cli.common import Force, Out, console, errors, user_errors
 from peftport.cli.options import field_flags, with_flags
 from peftport.errors import PeftportError
+from peftport.transfers.methods import PAPER_METHOD, align_method, probing_methods
 from peftport.transfers.options import TransferOptions
 
 Teacher = Annotated[str, typer.Option(help="Teacher model: hub name or local directory.")]
@@ -58,12 +59,12 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
     pairs = ", ".join(f"{i}<-{'+'.join(map(str, g))}" for i, g in enumerate(lmap["sources"]))
     console.print(f"wrote {out} ({kind}, {layers} layers, map {lmap['method']}: {pairs})")
     record = made.get("alignment")
-    if record and record["method"] == "projection":
+    if record and "mean_r2_to_teacher" in record:  # fitted maps
         console.print(
             f"maps fitted on {record['shared_tokens']} shared tokens from {record['texts']} texts; held-out R^2 "
             f"student->teacher {record['mean_r2_to_teacher']:.3f}, teacher->student {record['mean_r2_to_student']:.3f}"
         )
-    elif record and record["method"] == "correlation":
+    elif record and record.get("texts"):  # probed and matched
         console.print(
             f"aligned on {record['shared_tokens']} shared tokens from {record['texts']} texts; "
             f"mean matched correlation {record['mean_matched_correlation']:.3f}"
@@ -83,7 +84,8 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
         )
     if options.head:
         moved = made["head"]
-        quality, measure = moved.get("mean_matched_correlation"), "held-out R^2" if moved.get("fit") else "correlation"
+        quality = moved.get("mean_matched_correlation")
+        measure = align_method(moved["alignment"]).quality_words() if "alignment" in moved else ""
         known = isinstance(quality, float) and not math.isnan(quality)
         console.print(f"task head {moved['method']}" + (f" (final-layer {measure} {quality:.3f})" if known else ""))
 
@@ -92,33 +94,23 @@ def _align(
     teacher: Teacher,
     student: Student,
     out: Out,
-    method: Annotated[str, typer.Option(help="correlation (select dimensions) or projection (fit maps).")] = (
-        "correlation"
-    ),
+    method: Annotated[str, typer.Option(help=f"{' or '.join(probing_methods())}: a probing alignment.")] = PAPER_METHOD,
     force: Force = False,
     **flags: Any,
 ) -> None:
     """Compute an alignment for every slot once; reuse it with `transfer --alignment DIR`."""
-    from peftport.architectures.models import describe_model
-    from peftport.core.layer_maps import build_layer_map
     from peftport.formats.alignment_files import save_alignment
     from peftport.formats.atomic import check_writable
-    from peftport.probing.session import CKA_MAP
-    from peftport.transfers.alignment import all_points, compute_alignment
+    from peftport.transfers.alignment import align_models
     from peftport.transfers.options import transfer_options
     from peftport.zoo import resolve_model
 
     with user_errors():
         check_writable(out, force)
-        if method not in ("correlation", "projection"):
-            raise PeftportError(f"unknown alignment method '{method}': use correlation or projection")
+        if method not in probing_methods():
+            raise PeftportError(f"unknown alignment method '{method}': use {' or '.join(probing_methods())}")
         options = transfer_options(**flags, align=method)
-        teacher, student = resolve_model(teacher), resolve_model(student)
-        t_info, s_info = describe_model(teacher), describe_model(student)
-        layers = (t_info.dims.num_layers, s_info.dims.num_layers)
-        lmap = None if options.layer_map == CKA_MAP else build_layer_map(options.layer_map, *layers)
-        points = [p for p in all_points(t_info.spec, options.effective_lora_b) if p.slot in s_info.spec.slots]
-        result = compute_alignment(teacher, student, lmap, points, options, console=errors)
+        result = align_models(resolve_model(teacher), resolve_model(student), options, console=errors)
         save_alignment(result, out, force=force)
     details = result.details
     console.print(

@@ -7,6 +7,7 @@ from peftport.core.layer_maps import build_layer_map, monotone_map
 from peftport.errors import PeftportError
 from peftport.experiments.config import ExperimentConfig, PairConfig
 from peftport.probing.session import CKA_MAP
+from peftport.transfers.methods import METHODS, PAPER_METHOD
 from peftport.zoo import resolve_model
 
 
@@ -18,14 +19,17 @@ def _check_pair(config: ExperimentConfig, index: int, pair: PairConfig) -> None:
         raise PeftportError(f"{where}: {exc}") from None
     t_width, s_width = teacher.dims.hidden_size, student.dims.hidden_size
     for number, transfer in enumerate(config.transfers):
-        if s_width > t_width and transfer.align != "projection":
+        method = transfer.method
+        if s_width > t_width and not method.widens:
+            wideners = " or ".join(name for name, m in METHODS.items() if m.widens)
             raise PeftportError(
-                f"{where}: the student is wider ({s_width}) than the teacher ({t_width}); only align: projection "
+                f"{where}: the student is wider ({s_width}) than the teacher ({t_width}); only align: {wideners} "
                 f"maps to a wider model (transfers[{number}])"
             )
-        if transfer.align == "none" and s_width != t_width:
+        if not method.aligns and s_width != t_width:
             raise PeftportError(
-                f"transfers[{number}]: hidden sizes differ in {where} ({t_width} -> {s_width}): use align: correlation"
+                f"transfers[{number}]: hidden sizes differ in {where} ({t_width} -> {s_width}): use align: "
+                f"{PAPER_METHOD}"
             )
         try:
             if transfer.layer_map == CKA_MAP:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from peftport.errors import PeftportError
 from peftport.experiments.training.options import ModuleConfig, TrainingConfig
 from peftport.tasks.data import TaskConfig
-from peftport.transfers.options import TransferFields
+from peftport.transfers.options import LATER, TransferFields
 
 
 class PairConfig(BaseModel):
@@ -36,26 +36,23 @@ class TransferConfig(TransferFields):
     head: Literal["random", "teacher"] = Field(
         "random", description="student head: random, or the teacher's (pruned by the final layers' alignment)"
     )
-    recover_lr: float | None = Field(None, description="recovery learning rate (default: the students')")
+    recover_lr: float | None = Field(
+        None, description="recovery learning rate (default: the students')", json_schema_extra=LATER
+    )
 
     @property
     def label(self) -> str:
         """Short name for tables: ``skip``, ``skip+head``, ``skip+corr(offsets,input)``, ``skip+proj`` ..."""
-        name = {
-            "none": self.layer_map,
-            "correlation": f"{self.layer_map}+corr({self.token_match},{self.lora_b})",
-            "projection": f"{self.layer_map}+proj",
-            "uniform": f"{self.layer_map}+uniform",
-        }[self.align]
+        method = self.method
         extras = [
             self.matcher if self.matcher != "hungarian" else "",
             f"min{self.min_quality:g}" if self.min_quality is not None else "",
             "svd" if self.lora_svd else "",
             "head" if self.head == "teacher" else "",
-            "uncal" if self.align == "projection" and not self.calibrate else "",
+            "uncal" if method.calibrates and not self.calibrate else "",
             f"rec{self.recover_steps}{self._recover_rate}" if self.recover_steps else "",
         ]
-        return "+".join([name, *[e for e in extras if e]])
+        return "+".join([method.label(method, self), *[e for e in extras if e]])
 
     @property
     def _recover_rate(self) -> str:

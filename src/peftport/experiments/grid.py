@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.experiments.training.options import ModuleConfig, TrainingConfig
 from peftport.tasks.data import HUB_PREFIX
@@ -114,17 +116,19 @@ def expand(config: ExperimentConfig, out: Path) -> list[Run]:
     return list(runs.values())
 
 
-# Options added after the first studies: left out of a run's spec while at their defaults, so the
-# ids (config hashes) of earlier runs stay valid and their results are reused.
-LATER_OPTIONS = {
-    "matcher": "hungarian",
-    "min_quality": None,
-    "lora_svd": False,
-    "recover_steps": 0,
-    "recover_lr": None,
-    "calibrate": True,
-}
-LATER_TRAINING = {"distill": None, "head_learning_rate": None, "eval_log": None, "precision": "auto"}
+def later_defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """Options added after the first studies (marked ``LATER`` on their field), with their defaults: left out
+    of a run's spec while at them, so the ids (config hashes) of earlier runs stay valid and their results
+    are reused. A new option carries the marker; nothing here changes."""
+    return {
+        name: field.default
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("later")
+    }
+
+
+LATER_OPTIONS = later_defaults(TransferConfig)
+LATER_TRAINING = later_defaults(TrainingConfig)
 
 
 def _training_spec(training: TrainingConfig) -> dict[str, Any]:

@@ -118,19 +118,25 @@ def _manifest(manifest: dict[str, Any]) -> Table:
     return table
 
 
-ALIGNMENT_TITLES = {"correlation": "Correlation alignment", "projection": "Projection alignment (fitted maps)"}
+# a record's quality_measure -> its two columns (the default: a matched correlation and the best available)
+QUALITY_COLUMNS = {"heldout_r2": ("held-out R² s->t", "held-out R² t->s")}
+SELECTION_COLUMNS = ("matched corr", "best corr")
+FITTED_MEASURES = ("heldout_r2",)  # the quality figures of fitted maps
 
 
 def _alignment(record: dict[str, Any]) -> Table:
-    method = record.get("method", "correlation")
-    if method == "uniform":
-        return Table(title="Uniform selection (data-free): evenly spaced teacher dimensions")
+    """The manifest's alignment record as a table; the method is named by the record, never assumed."""
+    method = str(record.get("method") or "alignment")
+    measure = record.get("quality_measure")
+    if record.get("texts") is None and measure not in FITTED_MEASURES:
+        return _data_free(method, record)
+    kind = " (fitted maps)" if measure in FITTED_MEASURES else ""
     title = (
-        f"{ALIGNMENT_TITLES.get(method, method)}: {record.get('shared_tokens')} shared tokens from "
+        f"{method.capitalize()} alignment{kind}: {record.get('shared_tokens')} shared tokens from "
         f"{record.get('texts')} texts ({record.get('token_match')}, LoRA B: {record.get('lora_b')})"
     )
     table = Table(title=title)
-    quality = ("held-out R² s->t", "held-out R² t->s") if method == "projection" else ("matched corr", "best corr")
+    quality = QUALITY_COLUMNS.get(str(measure), SELECTION_COLUMNS)
     for column in ("student layer", "teacher layer", "point", "tokens", *quality):
         table.add_column(column)
     for layer in record.get("layers", []):
@@ -144,6 +150,16 @@ def _alignment(record: dict[str, Any]) -> Table:
                 f"{point['mean_matched_correlation']:.3f}",
                 f"{point['mean_best_correlation']:.3f}",
             )
+    return table
+
+
+def _data_free(method: str, record: dict[str, Any]) -> Table:
+    table = Table(title=f"{method.capitalize()} selection (data-free): teacher dimensions from the configs")
+    for column in ("student layer", "teacher layers", "points"):
+        table.add_column(column)
+    for layer in record.get("layers", []):
+        points = sorted({key.split("/", 1)[1] for key in layer["points"]})
+        table.add_row(str(layer["student_layer"]), "+".join(map(str, layer["teacher_layers"])), ", ".join(points))
     return table
 
 

@@ -1,9 +1,5 @@
-"""Alignments for a teacher/student pair from one probe pass: correlate -> assign, fit maps, or select.
-
-Three methods: ``correlation`` (the paper's: Pearson correlation of matched tokens, then a matcher),
-``projection`` (ridge least-squares maps between the two spaces, see ``core.projection``) and
-``uniform`` (data-free evenly spaced selection, see ``core.selection``).
-"""
+"""Alignments for a teacher/student pair from one probe pass (or from the configs alone), by the methods of
+``transfers.methods``: the paper's correlation and matching, fitted ridge maps, data-free selection ..."""
 
 from __future__ import annotations
 
@@ -16,16 +12,18 @@ from rich.console import Console
 from peftport.architectures.models import describe_model
 from peftport.architectures.spec import ArchitectureSpec
 from peftport.core.alignment import Alignment, PointAlignment
-from peftport.core.layer_maps import LayerMap
+from peftport.core.layer_maps import LayerMap, build_layer_map
 from peftport.core.matchers import get_matcher
 from peftport.core.module import BottleneckSettings, LoraSettings, PeftModule
 from peftport.core.points import ProbePoint
 from peftport.core.projection import calibration_gain, relative_update
 from peftport.core.pruning import ROLE_AXES, project_roles, prune_roles
 from peftport.core.remap import SlotTransform
-from peftport.probing.session import ProbePlan, ProbeResult, ProbeSession
+from peftport.errors import PeftportError
+from peftport.probing.session import CKA_MAP, ProbePlan, ProbeResult, ProbeSession
 from peftport.probing.settings import ProbeSettings
-from peftport.transfers.alignment_methods import fitted_point, match_point, point_space, uniform_alignment
+from peftport.transfers.alignment_methods import point_space
+from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method, probing_methods
 from peftport.transfers.options import TransferOptions
 
 
@@ -93,23 +91,30 @@ def alignment_details(options: TransferOptions, result: ProbeResult | None, lmap
 def solve_alignment(
     result: ProbeResult, teacher: str, student: str, options: TransferOptions, spec: ArchitectureSpec
 ) -> Alignment:
-    """Per-point maps from one pass's statistics: fitted ridge maps (``projection``) or matched dimensions."""
+    """Per-point maps from one pass's statistics, by the method's ``solve_point``."""
     t_dims, s_dims = describe_model(teacher).dims, describe_model(student).dims
-    matcher = get_matcher(options.matcher)
+    matcher, solve = get_matcher(options.matcher), options.method.solve_point
+    if solve is None:
+        raise PeftportError(f"alignment '{options.align}' does not solve probe statistics")
     solved: dict[int, PointAlignment] = {}  # shared accumulators are solved once
     found = {}
     for request, accumulator in result.accumulators.items():
         if id(accumulator) not in solved:
-            if options.align == "projection":
-                solved[id(accumulator)] = fitted_point(accumulator)
-            else:
-                space = point_space(spec, request.point)
-                match = match_point(accumulator.pearson(), space, t_dims, s_dims, matcher)
-                solved[id(accumulator)] = PointAlignment(
-                    match.index, accumulator.count, match.mean_matched, match.mean_best, match.projection
-                )
+            space = point_space(spec, request.point)
+            solved[id(accumulator)] = solve(accumulator, space, t_dims, s_dims, matcher)
         found[(request.student_layer, request.teacher_layer, request.point)] = solved[id(accumulator)]
     return Alignment(teacher, student, found, alignment_details(options, result, result.layer_map))
+
+
+def data_free_alignment(
+    method: AlignMethod, teacher: str, student: str, lmap: LayerMap, points: list[ProbePoint]
+) -> Alignment:
+    """A data-free method's alignment of every mapped layer pair and point (its ``details`` name it)."""
+    if method.select is None:
+        raise PeftportError(f"alignment '{method.name}' needs probe texts")
+    found = method.select(teacher, student, lmap, points)
+    found.details = {"method": method.name, **found.details}
+    return found
 
 
 def compute_alignment(
@@ -120,41 +125,54 @@ def compute_alignment(
     options: TransferOptions,
     console: Console | None = None,
 ) -> Alignment:
-    """Align every mapped layer pair and point in one probe pass (``uniform``: no probing). ``lmap`` None:
-    the layer map is chosen by CKA in the same pass (``details["layer_map"]`` holds it)."""
-    if options.align == "uniform":
+    """Align every mapped layer pair and point in one probe pass (data-free methods: no probing). ``lmap``
+    None: the layer map is chosen by CKA in the same pass (``details["layer_map"]`` holds it)."""
+    if options.method.data_free:
         if lmap is None:
-            raise ValueError("uniform alignment needs a layer map")
-        return uniform_alignment(teacher, student, lmap, points)
+            raise PeftportError(f"{options.align} alignment needs a layer map, not one chosen by probing")
+        return data_free_alignment(options.method, teacher, student, lmap, points)
     session = ProbeSession(teacher, student, probe_settings(options), console)
-    result = session.probe(ProbePlan(lmap, tuple(points), fitted=options.align == "projection"))
+    result = session.probe(ProbePlan(lmap, tuple(points), fitted=options.method.fitted))
     return solve_alignment(result, teacher, student, options, session.models()[0].spec)
+
+
+def align_models(teacher: str, student: str, options: TransferOptions, console: Console | None = None) -> Alignment:
+    """``peftport align``: one alignment of every point of the teacher's family the student also has, so a
+    saved alignment serves any module (the layer map chosen by CKA when ``options.layer_map`` is ``cka``)."""
+    if not options.method.probes:
+        raise PeftportError(f"unknown alignment method '{options.align}': use {' or '.join(probing_methods())}")
+    t_info, s_info = describe_model(teacher), describe_model(student)
+    layers = (t_info.dims.num_layers, s_info.dims.num_layers)
+    lmap = None if options.layer_map == CKA_MAP else build_layer_map(options.layer_map, *layers)
+    points = [p for p in all_points(t_info.spec, options.effective_lora_b) if p.slot in s_info.spec.slots]
+    return compute_alignment(teacher, student, lmap, points, options, console)
 
 
 def alignment_record(alignment: Alignment, lmap: LayerMap, points: list[str]) -> dict[str, Any]:
     """Manifest diagnostics: per student layer, teacher layers, tokens, quality figures and index maps.
 
-    ``mean_matched_correlation`` is each point's quality: the matched correlation for ``correlation``, the
-    held-out R^2 of the student -> teacher map for ``projection`` (``quality_measure`` says which).
+    ``mean_matched_correlation`` (the key of earlier versions) is each point's quality: the matched correlation
+    of selecting methods, the held-out R^2 of the student -> teacher map of fitted ones (``quality_measure``
+    says which; fitted maps add both directions' mean R^2).
     """
     layers = []
     for i, group in enumerate(lmap.sources):
         entries = {f"{t}/{p}": alignment.get(i, t, p).to_dict() for t in group for p in points}
         layers.append({"student_layer": i, "teacher_layers": list(group), "points": entries})
-    method = alignment.details.get("method", "correlation")
+    method = align_method(alignment.details.get("method", PAPER_METHOD))
     summary = {
         k: alignment.details.get(k)
         for k in ("probe_data", "texts", "shared_tokens", "token_match", "lora_b", "matcher")
     }
     entries = [e for layer in layers for e in layer["points"].values()]
     record = {
-        "method": method,
+        "method": method.name,
         **summary,
-        "quality_measure": "heldout_r2" if method == "projection" else "correlation",
+        "quality_measure": method.quality_measure,
         "layers": layers,
         "mean_matched_correlation": _mean([e["mean_matched_correlation"] for e in entries]),
     }
-    if method == "projection":
+    if method.fitted:
         record["mean_r2_to_teacher"] = _mean([e["fit"]["r2_to_teacher"] for e in entries])
         record["mean_r2_to_student"] = _mean([e["fit"]["r2_to_student"] for e in entries])
     return record

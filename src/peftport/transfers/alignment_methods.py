@@ -1,19 +1,32 @@
-"""How each alignment method turns probe statistics (or configs alone) into per-point maps:
-correlation -> a matcher's selection or projection, moments -> fitted ridge maps, configs -> uniform selection."""
+"""The solvers of the built-in alignment methods (``transfers.methods`` registers them): correlations -> a
+matcher's selection or projection, moments -> fitted ridge maps, configs alone -> uniform selection."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from peftport.architectures.models import describe_model
 from peftport.architectures.spec import HEAD_DIMENSIONS, ArchitectureSpec, ModelDims
 from peftport.core.alignment import Alignment, PointAlignment
+from peftport.core.correlation import CorrelationAccumulator
 from peftport.core.layer_maps import LayerMap
 from peftport.core.matchers import Match, block_match
 from peftport.core.points import ProbePoint
 from peftport.core.projection import MomentAccumulator, fit_map
 from peftport.core.selection import uniform_block_index, uniform_index
 from peftport.errors import PeftportError
+
+MatchFn = Callable[[torch.Tensor], Match]  # a matcher of core.matchers
+
+
+def matched_point(
+    accumulator: CorrelationAccumulator, space: str, teacher: ModelDims, student: ModelDims, matcher: MatchFn
+) -> PointAlignment:
+    """One point's matched dimensions from its correlations (head by head in attention spaces)."""
+    match = match_point(accumulator.pearson(), space, teacher, student, matcher)
+    return PointAlignment(match.index, accumulator.count, match.mean_matched, match.mean_best, match.projection)
 
 
 def fitted_point(accumulator: MomentAccumulator) -> PointAlignment:
@@ -41,7 +54,8 @@ def fitted_point(accumulator: MomentAccumulator) -> PointAlignment:
 
 
 def uniform_alignment(teacher: str, student: str, lmap: LayerMap, points: list[ProbePoint]) -> Alignment:
-    """Evenly spaced teacher dimensions for every mapped layer pair and point; reads only the configs."""
+    """Evenly spaced teacher dimensions for every mapped layer pair and point; reads only the configs
+    (``details`` holds the layer map; the caller adds the method's name)."""
     t_info, s_info = describe_model(teacher), describe_model(student)
     t_dims, s_dims = t_info.dims, s_info.dims
     found = {}
@@ -54,7 +68,7 @@ def uniform_alignment(teacher: str, student: str, lmap: LayerMap, points: list[P
         for i, group in enumerate(lmap.sources):
             for t in group:
                 found[(i, t, point)] = PointAlignment(index, 0, nan, nan)
-    details = {"method": "uniform", "layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}}
+    details = {"layer_map": {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}}
     return Alignment(teacher, student, found, details)
 
 
@@ -67,7 +81,9 @@ def point_space(spec: ArchitectureSpec, point: ProbePoint | str) -> str:
     return "hidden"
 
 
-def match_point(correlation: torch.Tensor, space: str, teacher: ModelDims, student: ModelDims, matcher) -> Match:
+def match_point(
+    correlation: torch.Tensor, space: str, teacher: ModelDims, student: ModelDims, matcher: MatchFn
+) -> Match:
     """Match dimensions; attention spaces of models with known heads are matched head by head."""
     if space not in HEAD_DIMENSIONS or teacher.head_dim is None or student.head_dim is None:
         return matcher(correlation)

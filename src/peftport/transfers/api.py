@@ -26,16 +26,17 @@ from peftport.probing.session import ProbePlan, ProbeSession
 from peftport.probing.texts import read_probe_texts
 from peftport.transfers.alignment import (
     alignment_record,
+    data_free_alignment,
     module_points,
     probe_settings,
     prune_transform,
     solve_alignment,
 )
-from peftport.transfers.alignment_methods import uniform_alignment
 from peftport.transfers.checks import check_hostable, check_prunable, check_teacher_fit, check_widths
 from peftport.transfers.heads import aligned_head, check_head_width, final_layer_map
 from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality
-from peftport.transfers.options import PROBING_METHODS, TransferOptions, transfer_options
+from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
+from peftport.transfers.options import TransferOptions, transfer_options
 from peftport.transfers.provenance import provenance
 from peftport.transfers.recovery import RecoveryOptions, final_hidden_map, recover_module
 
@@ -57,7 +58,7 @@ class Transferred:
 class _Plan:
     """What one transfer does, decided from its options before any model runs."""
 
-    method: str  # none, correlation, projection, uniform
+    method: AlignMethod
     lora_b: str
     points: list
     final: bool  # the final layers' alignment is needed
@@ -109,22 +110,22 @@ def transfer_module(
     source = module if isinstance(module, PeftModule) else load_module(module, family=t_info.spec.name)
     plan = _checked_plan(source, t_info, s_info, options, alignment, final)
     head = _teacher_head(source) if options.head else None
-    if head is not None and plan.method != "none":
+    if head is not None and plan.method.aligns:
         check_head_width(head, t_info.dims.hidden_size)
     lmap = layer_map or fixed_layer_map(options.layer_map, t_info.dims.num_layers, s_info.dims.num_layers)
     if layer_map is not None:
         check_depth(layer_map, s_info.dims.num_layers)
     session, similarity, found = None, None, alignment
-    if alignment is None and (plan.method in PROBING_METHODS or lmap is None):
+    if alignment is None and (plan.method.probes or lmap is None):
         session = ProbeSession(teacher, student, probe_settings(options), console)
-        fitted = plan.method == "projection"
-        probing = plan.method in PROBING_METHODS
-        result = session.probe(ProbePlan(lmap, tuple(plan.points if probing else ()), plan.final and probing, fitted))
+        probing = plan.method.probes
+        points = tuple(plan.points if probing else ())
+        result = session.probe(ProbePlan(lmap, points, plan.final and probing, plan.method.fitted))
         lmap, similarity = result.layer_map, result.similarity
         if probing:
             found = solve_alignment(result, teacher, student, options, t_info.spec)
-    if plan.method == "uniform" and alignment is None:
-        found = uniform_alignment(teacher, student, lmap, plan.points)
+    if plan.method.data_free and alignment is None:
+        found = data_free_alignment(plan.method, teacher, student, lmap, plan.points)
     final_found = _final(found, plan, teacher, student, t_info, s_info) if plan.final else None
     layers, record = _remapped(source, lmap, found, plan, options)
     layer_record = None
@@ -159,13 +160,14 @@ def _checked_plan(
     if options.lora_svd and source.kind != "lora":
         raise PeftportError("--lora-svd re-factors LoRA updates; this module is a bottleneck adapter")
     if alignment is not None:
-        method, lora_b = alignment.details.get("method", "correlation"), alignment.details.get("lora_b") or "input"
+        method = align_method(alignment.details.get("method", PAPER_METHOD))
+        lora_b = alignment.details.get("lora_b") or "input"
     else:
-        method, lora_b = options.align, options.effective_lora_b
-    if method == "none":
+        method, lora_b = options.method, options.effective_lora_b
+    if not method.aligns:
         check_widths(source, teacher, student)
         return _Plan(method, lora_b, [], False)
-    check_prunable(source, teacher, student, lora_b, method)
+    check_prunable(source, teacher, student, lora_b, method.widens)
     needs_final = final or options.head or options.recover_steps > 0
     if alignment is not None and needs_final:
         raise PeftportError(
@@ -178,9 +180,10 @@ def _final(
     found: Alignment | None, plan: _Plan, teacher: str, student: str, t_info: ModelInfo, s_info: ModelInfo
 ) -> PointAlignment:
     last_t, last_s = t_info.dims.num_layers - 1, s_info.dims.num_layers - 1
-    if plan.method == "uniform":
+    if plan.method.data_free:
         final_map = final_layer_map(t_info.dims.num_layers, s_info.dims.num_layers)
-        return uniform_alignment(teacher, student, final_map, [FINAL_POINT]).get(last_s, last_t, FINAL_POINT)
+        made = data_free_alignment(plan.method, teacher, student, final_map, [FINAL_POINT])
+        return made.get(last_s, last_t, FINAL_POINT)
     if found is None:
         raise PeftportError("no alignment was made for the final layers")
     return found.get(last_s, last_t, FINAL_POINT)
@@ -192,12 +195,12 @@ def _remapped(
     merge = merge_by_svd if options.lora_svd else mean_roles
     if found is None:
         return remap_layers(source.layers, lmap, merge=merge), None
-    method = found.details.get("method", "correlation")
-    calibrate = bool(found.details.get("calibrate", False)) and method == "projection"
+    method = align_method(found.details.get("method", PAPER_METHOD))
+    calibrate = bool(found.details.get("calibrate", False)) and method.calibrates
     gains: dict[str, float] = {}
     layers = remap_layers(source.layers, lmap, prune_transform(source, found, plan.lora_b, calibrate, gains), merge)
     record = alignment_record(found, lmap, plan.points)
-    if method == "projection":
+    if method.calibrates:
         record["calibration"] = {"calibrated": bool(gains), "gains": gains}
     return layers, record
 
@@ -213,12 +216,12 @@ def _teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
 
 
 def _moved_head(
-    head: dict[str, torch.Tensor], final: PointAlignment | None, teacher: ModelInfo, method: str
+    head: dict[str, torch.Tensor], final: PointAlignment | None, teacher: ModelInfo, method: AlignMethod
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The head for the student, as peft extras: copied for equal widths, else through the final alignment."""
     if final is None:
         return head_extras(head), {"method": "copied"}
-    moved, record = aligned_head(head, teacher.dims.hidden_size, final, method)
+    moved, record = aligned_head(head, teacher.dims.hidden_size, final, method.name)
     return head_extras(moved), {"method": "aligned", **record}
 
 

@@ -49,10 +49,10 @@ def check_widths(module: PeftModule, teacher: ModelInfo, student: ModelInfo) -> 
                 )
 
 
-def check_prunable(module: PeftModule, teacher: ModelInfo, student: ModelInfo, lora_b: str, method: str) -> None:
+def check_prunable(module: PeftModule, teacher: ModelInfo, student: ModelInfo, lora_b: str, widens: bool) -> None:
     """Selecting transfers keep a subset of teacher dimensions, so no student width may exceed the teacher's
-    (fitted projections map any width to any other)."""
-    if method == "projection":
+    (methods that ``widen``, like fitted projections, map any width to any other)."""
+    if widens:
         return
     for slot in module.slots:
         spec = teacher.spec.slots[slot]

@@ -13,13 +13,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from peftport.errors import PeftportError
+from peftport.transfers.methods import NO_ALIGNMENT, AlignMethod, align_method, methods_help
 
-ALIGN_METHODS = ("correlation", "projection", "uniform")
-PROBING_METHODS = ("correlation", "projection")
 MATCHERS = ("hungarian", "procrustes", "sinkhorn")  # core.matchers.MATCHERS (kept light: no torch here)
 TOKEN_MATCHES = ("offsets", "strings")  # probing.tokens.TOKEN_MATCHES
 LORA_B_MODES = ("input", "output")
 DEFAULT_RECOVER_LR = 1e-3
+# json_schema_extra of an option added after the first studies: an experiment's run ids include it only when
+# it is set off its default, so the ids of earlier runs stay valid (experiments.grid reads the marker)
+LATER: dict[str, Any] = {"later": True}
 
 
 CHOICES = {  # field -> (allowed values, what the error calls it)
@@ -44,43 +46,49 @@ class TransferFields(BaseModel):
         description="skip, skip-last, skip-uniform, avg, identity, cka (best monotone map by CKA on --probe-data), "
         "or a list like '0,2,4' ('+' averages).",
     )
-    align: str = Field(
-        "none",
-        description="'none' (equal widths), 'correlation' (the paper's prune and align), 'projection' (ridge maps "
-        "between the hidden spaces; any widths) or 'uniform' (data-free evenly spaced selection).",
-    )
+    align: str = Field(NO_ALIGNMENT, description=methods_help() + ".")
     probe_data: str | None = Field(None, description="Probe texts: text/CoNLL/TSV file (.gz ok) or hub dataset.")
     probe_sentences: int = Field(1000, description="Number of probe texts to use.")
     token_match: str = Field("offsets", description="Shared tokens by character 'offsets' or reference 'strings'.")
     lora_b: str = Field("input", description="LoRA B rows: reuse the 'input' alignment or align the layer 'output'.")
     matcher: str = Field(
-        "hungarian", description="hungarian (permutation, the paper's), procrustes (rotation) or sinkhorn (soft)."
+        "hungarian",
+        description="hungarian (permutation, the paper's), procrustes (rotation) or sinkhorn (soft).",
+        json_schema_extra=LATER,
     )
     min_quality: float | None = Field(
         None,
         description="Student layers whose quality (matched correlation, held-out R^2 of projection, or CKA) is "
         "lower keep a fresh init.",
+        json_schema_extra=LATER,
     )
     lora_svd: bool = Field(
         False,
         description="Merge LoRA layer groups through B@A, re-factored by truncated SVD.",
-        json_schema_extra={"flag": "--lora-svd"},
+        json_schema_extra={"flag": "--lora-svd", **LATER},
     )
     calibrate: bool = Field(
-        True, description="With --align projection: give each LoRA update the teacher's size relative to its slot."
+        True,
+        description="With --align projection: give each LoRA update the teacher's size relative to its slot.",
+        json_schema_extra=LATER,
     )
     recover_steps: int = Field(
         0,
         description="Then train the student's module (and moved head) this many steps on the probe texts, without "
         "labels, towards the teacher's outputs (logits with --head, else mapped final hidden states).",
+        json_schema_extra=LATER,
     )
-    recover_lr: float | None = Field(None, description=f"Learning rate of recovery (default {DEFAULT_RECOVER_LR:g}).")
+    recover_lr: float | None = Field(
+        None, description=f"Learning rate of recovery (default {DEFAULT_RECOVER_LR:g}).", json_schema_extra=LATER
+    )
 
     @field_validator("align")
     @classmethod
     def _align(cls, value: str) -> str:
-        if value not in ("none", *ALIGN_METHODS):
-            raise ValueError(f"unknown alignment '{value}': use none, {', '.join(ALIGN_METHODS)}")
+        try:
+            align_method(value)  # the registry of transfers.methods (a method registered later is known too)
+        except PeftportError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("matcher", "token_match", "lora_b")
@@ -111,14 +119,20 @@ class TransferFields(BaseModel):
         return value
 
     @property
+    def method(self) -> AlignMethod:
+        """The registry entry of ``align``."""
+        return align_method(self.align)
+
+    @property
     def probes(self) -> bool:
         """Whether the transfer runs both models on probe texts (a probing alignment, a CKA layer map, recovery)."""
-        return self.align in PROBING_METHODS or self.layer_map == "cka" or self.recover_steps > 0
+        return self.method.probes or self.layer_map == "cka" or self.recover_steps > 0
 
     @property
     def effective_lora_b(self) -> str:
-        """Fitted and uniform maps write LoRA B in its own output space, whatever ``lora_b`` says."""
-        return self.lora_b if self.align in ("none", "correlation") else "output"
+        """How LoRA B is aligned: the ``lora_b`` option, unless the method fixes it (fitted and uniform maps
+        write LoRA B in its own output space)."""
+        return self.method.effective_lora_b(self.lora_b)
 
 
 class TransferOptions(TransferFields):
@@ -158,7 +172,7 @@ class TransferOptions(TransferFields):
     def _needs_texts(self) -> TransferOptions:
         if self.batch_size < 1 or self.max_length < 2:
             raise ValueError("probe sentences and batch size must be positive")
-        if self.align in PROBING_METHODS and not self.probe_data:
+        if self.method.probes and not self.probe_data:
             raise ValueError(f"{self.align} alignment needs probe texts: give --probe-data FILE")
         if self.layer_map == "cka" and not self.probe_data:
             raise ValueError("the 'cka' layer map compares both models on probe texts: give --probe-data")

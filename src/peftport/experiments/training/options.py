@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from peftport.transfers.options import LATER
+
 
 class ModuleConfig(BaseModel):
     """The module trained on teacher and student (defaults: the paper's LoRA r8 on query+value)."""
@@ -43,6 +45,7 @@ class TrainingConfig(BaseModel):
         gt=0,
         description="learning rate of the task head (default: learning_rate); a larger one helps models "
         "whose final hidden states are small, e.g. all-mpnet-base-v2",
+        json_schema_extra=LATER,
     )
     batch_size: int = Field(16, gt=0)
     epochs: float = Field(10, gt=0)
@@ -54,14 +57,18 @@ class TrainingConfig(BaseModel):
         le=30,
         description="evaluate at N log-spaced steps that double up to the budget (e.g. 8 of 1250: 10, 20, 39, "
         "78, 156, 312, 625, 1250), so curves show the early and the late phase; with eval_every, both",
+        json_schema_extra=LATER,
     )
     max_length: int = Field(128, gt=8)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    distill: DistillConfig | None = Field(None, description="mix in logit distillation from the trained teacher")
+    distill: DistillConfig | None = Field(
+        None, description="mix in logit distillation from the trained teacher", json_schema_extra=LATER
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="auto: bf16 on a GPU that supports it (else fp16), fp32 on a CPU; bf16 on a CPU is autocast, "
         "fast only where the CPU has avx512_bf16 or AMX (benchmarks/training_speed.py measures it)",
+        json_schema_extra=LATER,
     )
 
 
