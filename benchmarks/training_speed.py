@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from peftport.demo.experiment import DEMO_CONFIG  # noqa: E402
 from peftport.experiments.config import load_config  # noqa: E402
-from peftport.experiments.runner import cpu_info  # noqa: E402
+from peftport.experiments.environment import cpu_info  # noqa: E402
 from peftport.experiments.training import train as peftport_train  # noqa: E402
 from peftport.experiments.training.options import ModuleConfig, TrainingConfig  # noqa: E402
 from peftport.tasks.data import load_task  # noqa: E402

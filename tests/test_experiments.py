@@ -295,6 +295,8 @@ def test_cpu_info_reads_the_model_name_and_flags(tmp_path):
         "processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu avx512f avx512_bf16\n\n"
         "processor\t: 1\nmodel name\t: Example CPU 9000\nflags\t\t: fpu avx512f avx512_bf16\n"
     )
-    assert runner.cpu_info(info) == ("Example CPU 9000", {"fpu", "avx512f", "avx512_bf16"})
-    name, flags = runner.cpu_info(tmp_path / "absent")
+    from peftport.experiments.environment import cpu_info
+
+    assert cpu_info(info) == ("Example CPU 9000", {"fpu", "avx512f", "avx512_bf16"})
+    name, flags = cpu_info(tmp_path / "absent")
     assert name and flags == set()

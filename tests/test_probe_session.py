@@ -68,7 +68,7 @@ def _options(pair, **values):
 def test_cka_align_and_head_load_each_model_once_and_probe_once(pair, counted):
     loads, texts = counted
     options = _options(pair, layer_map="cka", align="correlation", head=True)
-    moved = transfer_module(pair["module"], pair["teacher"], pair["student"], options, final=True).module
+    moved = transfer_module(pair["module"], pair["teacher"], pair["student"], options).module
     assert loads == {pair["teacher"]: 1, pair["student"]: 1}
     assert texts == {pair["teacher"]: TEXTS, pair["student"]: TEXTS}
     made = moved.provenance
@@ -78,7 +78,7 @@ def test_cka_align_and_head_load_each_model_once_and_probe_once(pair, counted):
 
 def test_one_pass_gives_what_separate_passes_give(pair):
     options = _options(pair, layer_map="cka", align="correlation", head=True)
-    moved = transfer_module(pair["module"], pair["teacher"], pair["student"], options, final=True)
+    moved = transfer_module(pair["module"], pair["teacher"], pair["student"], options)
     made = moved.module.provenance
     lmap = LayerMap("cka", tuple(tuple(g) for g in made["layer_map"]["sources"]))
     # separately: the CKA matrix alone, the module's points under the chosen map, and the final layers alone

@@ -18,7 +18,7 @@ from peftport.errors import PeftportError
 from peftport.experiments.ray_backend import RayOptions
 
 if TYPE_CHECKING:
-    from peftport.experiments.report.summary import CellSummary
+    from peftport.experiments.report.cells import CellSummary
 
 app = typer.Typer(
     help="Move PEFT modules (LoRA, bottleneck adapters) from a teacher model to a smaller student.",
@@ -149,7 +149,8 @@ def _print_report(folder: Path) -> None:
 
 def _print_summary(cells: list[CellSummary]) -> None:
     """The summary table, the headline win rate and how sure it is."""
-    from peftport.experiments.report.summary import evidence, overall, rich_table
+    from peftport.experiments.report.render import rich_table
+    from peftport.experiments.report.wins import evidence, overall
 
     console.print(rich_table(cells))
     console.print(overall(cells))

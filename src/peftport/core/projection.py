@@ -11,6 +11,7 @@ Memory is O((d_s + d_t)^2) whatever the token count.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -147,7 +148,7 @@ def fit_map(accumulator: MomentAccumulator, target: str, grid: tuple[float, ...]
         raise ValueError(f"need at least 2 tokens to fit a map, got {accumulator.fit.count}")
     xx, xy, _, _ = _sides(accumulator.fit, target)
     scores = {ridge: _r2(_solve(xx, xy, ridge), accumulator.held_out, target) for ridge in grid}
-    finite = {ridge: score for ridge, score in scores.items() if score == score}
+    finite = {ridge: score for ridge, score in scores.items() if not math.isnan(score)}
     best = _chosen_ridge(finite) if finite else grid[len(grid) // 2]
     xx, xy, _, _ = _sides(accumulator.fit.merged(accumulator.held_out), target)
     return LinearFit(_solve(xx, xy, best), best, scores[best])

@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 
 from peftport.experiments.config import ExperimentConfig, load_config
+from peftport.experiments.report.cells import CellSummary
 from peftport.experiments.report.files import write_report
-from peftport.experiments.report.summary import CellSummary
 from peftport.experiments.runner import run_experiment
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "data" / "demo.yaml"

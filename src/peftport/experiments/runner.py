@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
-import subprocess
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import load_file, save_file
 
-from peftport import __version__
-from peftport.architectures.models import describe_model
 from peftport.experiments.checks import check_experiment
 from peftport.experiments.config import ExperimentConfig, TransferConfig
+from peftport.experiments.environment import environment
 from peftport.experiments.grid import Run, expand
-from peftport.experiments.recovered import recover_transfer, recovery_settings
 from peftport.experiments.store import (
-    TRANSFERS_DIR,
     append_index,
     claim,
     clear_leftovers,
@@ -36,52 +27,10 @@ from peftport.experiments.store import (
 from peftport.experiments.training.distillation import DistillTeacher
 from peftport.experiments.training.options import ModuleConfig, TrainingConfig
 from peftport.experiments.training.train import train_module
-from peftport.experiments.training.trainable import read_head
+from peftport.experiments.transferred import student_head, transfer_init
 from peftport.formats.atomic import atomic_directory, make_folder
-from peftport.formats.registry import save_module
 from peftport.tasks.data import TaskConfig, TaskData, load_task
-from peftport.transfers.api import transfer_module
-from peftport.transfers.heads import aligned_head
-from peftport.transfers.options import TransferOptions
-from peftport.transfers.recovery import final_hidden_map
 from peftport.zoo import resolve_model
-
-PACKAGES = ("torch", "transformers", "peft", "adapters")
-
-
-def environment() -> dict[str, Any]:
-    """Git revision, package versions and device, recorded with every run."""
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        revision = ""
-    versions = {"peftport": __version__, **{p: metadata.version(p) for p in PACKAGES}}
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name(0)
-    else:  # fp32 scores differ between CPU models (other kernels, other rounding), so the record names it
-        threads = torch.get_num_threads()
-        device = f"cpu ({cpu_info()[0]}, {threads} thread{'s' if threads > 1 else ''})"
-    return {"git": revision or None, "versions": versions, "device": device}
-
-
-def cpu_info(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
-    """The CPU's model name and instruction flags (``path`` where there is one; else the platform's name, no
-    flags)."""
-    name, flags = "", set()
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not name:
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    return name or platform.processor() or platform.machine() or "unknown", flags
 
 
 class DataCache:
@@ -97,79 +46,11 @@ class DataCache:
         return self._loaded[key]
 
 
-def _transfer_key(spec: dict[str, Any]) -> str:
-    """A transfer depends on the teacher run, the transfer options and the student only (the head only
-    when it is aligned: a teacher head of equal width is read as it is); a recovered one also on the rate,
-    batch size and length recovery trains with."""
-    options = dict(spec["transfer"])
-    if options.get("align", "none") == "none" and not options.get("recover_steps"):
-        options.pop("head", None)  # a copied head is read as it is; recovery trains it, so it counts there
-    seeded = options.get("min_quality") is not None  # fresh layers are initialised with the run's seed
-    if options.get("recover_steps"):  # recovery trains with the students' settings (and rate, unless its own)
-        settings = recovery_settings(spec)
-        options["recovery_training"] = [settings.learning_rate, settings.batch_size, settings.max_length]
-    text = json.dumps([spec["teacher_run"], options, spec["model"], spec["seed"] if seeded else None], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, Any]]:
-    """The transferred module for ``run``, made once and kept in ``out/transfers`` for the other seeds."""
-    spec = run.spec
-    cached = out / TRANSFERS_DIR / _transfer_key(spec)
-    if (cached / "transfer.json").is_file():
-        return cached / "module", {**json.loads((cached / "transfer.json").read_text()), "transfer_cached": True}
-    config = TransferConfig.model_validate(spec["transfer"])
-    texts = config.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
-    fields = config.model_dump(exclude={"head", "recover_steps", "recover_lr", "probe_data"})
-    options = TransferOptions(**fields, probe_data=texts if config.probes else None, seed=spec["seed"])
-    teacher_module = run_dir(out, spec["teacher_run"]) / "module"
-    teacher, student = resolve_model(spec["teacher"]), resolve_model(spec["model"])
-    aligned = config.align != "none"
-    # the final layers' alignment, made in the same probe pass: the teacher head's map or recovery's target
-    wants_final = aligned and (config.head == "teacher" or config.recover_steps > 0)
-    start = time.perf_counter()
-    moved = transfer_module(teacher_module, teacher, student, options, final=wants_final)
-    facts = {
-        "transfer_seconds": time.perf_counter() - start,
-        "alignment": (moved.module.provenance.get("alignment") or {}).get("mean_matched_correlation"),
-    }
-    head = None
-    if config.head == "teacher" and aligned:
-        hidden = describe_model(teacher).dims.hidden_size
-        head, facts["head_alignment"] = aligned_head(read_head(teacher_module), hidden, moved.final, config.align)
-    if config.head == "teacher" and not aligned and config.recover_steps:
-        head = read_head(teacher_module)  # copied (equal widths); recovery trains it, so it travels with the module
-    with atomic_directory(cached, force=True) as staging:
-        save_module(moved.module, staging / "module")
-        if head is not None:
-            save_file(head, str(staging / HEAD_FILE))
-        if config.recover_steps:
-            hidden_map = final_hidden_map(moved.final, describe_model(teacher).dims, describe_model(student).dims)
-            facts["recovery"] = recover_transfer(
-                spec, (teacher, student), staging, teacher_module, data, hidden_map, texts
-            )
-        (staging / "transfer.json").write_text(json.dumps(facts))
-    return cached / "module", {**facts, "transfer_cached": False}
-
-
-HEAD_FILE = "head.safetensors"
-
-
 def _distill_teacher(spec: dict[str, Any], out: Path) -> DistillTeacher | None:
     if not spec["training"].get("distill") or "teacher_run" not in spec:
         return None
     module = ModuleConfig.model_validate(spec["module"])
     return DistillTeacher(resolve_model(spec["teacher"]), run_dir(out, spec["teacher_run"]) / "module", module)
-
-
-def _student_head(spec: dict[str, Any], out: Path, init: Path | None) -> dict[str, torch.Tensor] | None:
-    """The head a transferred student starts from: none (random), the teacher's, or its aligned version."""
-    if spec.get("head") != "teacher":
-        return None
-    aligned = init.parent / HEAD_FILE if init is not None else None
-    if aligned is not None and aligned.is_file():
-        return load_file(str(aligned))
-    return read_head(run_dir(out, spec["teacher_run"]) / "module")
 
 
 def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -181,7 +62,7 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
         (staging / "config.json").write_text(json.dumps({"kind": run.kind, **spec}, indent=1, sort_keys=True))
         init, extra = (None, {})
         if run.kind == "transferred":
-            init, extra = _transfer_init(run, out, data.get(spec["task"], spec["language"]))
+            init, extra = transfer_init(run, out, data.get(spec["task"], spec["language"]))
             extra["teacher_run"] = spec["teacher_run"]
         result = train_module(
             resolve_model(spec["model"]),
@@ -192,7 +73,7 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
             staging / "module",
             init,
             on_step,
-            head=_student_head(spec, out, init),
+            head=student_head(spec, out, init),
             teacher=_distill_teacher(spec, out),
         )
         record = {

@@ -19,8 +19,7 @@ from peftport.core.module import LayerTensors, PeftModule
 from peftport.core.points import FINAL_POINT
 from peftport.core.remap import mean_roles, remap_layers
 from peftport.errors import PeftportError
-from peftport.formats.peft_lora import NAME as PEFT_FORMAT
-from peftport.formats.peft_lora import head_extras, task_head
+from peftport.formats.peft_lora import head_extras
 from peftport.formats.registry import detect_format, load_module
 from peftport.probing.session import ProbePlan, ProbeSession
 from peftport.probing.texts import read_probe_texts
@@ -33,24 +32,22 @@ from peftport.transfers.alignment import (
     solve_alignment,
 )
 from peftport.transfers.checks import check_hostable, check_prunable, check_teacher_fit, check_widths
-from peftport.transfers.heads import aligned_head, check_head_width, final_layer_map
+from peftport.transfers.heads import check_head_width, final_layer_map
 from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality
 from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
 from peftport.transfers.options import TransferOptions, transfer_options
+from peftport.transfers.output import moved_head, student_module, teacher_head
 from peftport.transfers.provenance import provenance
-from peftport.transfers.recovery import RecoveryOptions, final_hidden_map, recover_module
-
-# Options tied to the teacher model or its task head: peft refuses a SEQ_CLS module whose file lacks
-# the head weights it lists in modules_to_save, so they are kept only when the head moves too.
-MODEL_BOUND_OPTIONS = ("model_class", "revision", "task_type", "modules_to_save")
-HEAD_OPTIONS = ("task_type", "modules_to_save")
+from peftport.transfers.recovery import Recovery, RecoveryOptions, UserModels, final_hidden_map, recover_module
 
 
 @dataclass
 class Transferred:
-    """A transfer's module, and the final layers' alignment when one was made (for a head or recovery)."""
+    """A transfer's module, the moved task head (keyed as in the task model) when one moved, and the final
+    layers' alignment when one was made (for a head or recovery)."""
 
     module: PeftModule
+    head: dict[str, torch.Tensor] | None = None
     final: PointAlignment | None = None
 
 
@@ -62,6 +59,17 @@ class _Plan:
     lora_b: str
     points: list
     final: bool  # the final layers' alignment is needed
+
+
+@dataclass
+class _Probed:
+    """What the probe step gives: the layer map (chosen by CKA or fixed), its similarity matrix, the module's
+    alignment and the session (whose texts recovery reuses)."""
+
+    lmap: LayerMap
+    similarity: list[list[float]] | None
+    found: Alignment | None
+    session: ProbeSession | None
 
 
 def transfer(
@@ -100,50 +108,88 @@ def transfer_module(
     options: TransferOptions,
     alignment: Alignment | None = None,
     layer_map: LayerMap | None = None,
-    final: bool = False,
     console: Console | None = None,
+    *,
+    head: dict[str, torch.Tensor] | None = None,
+    recovery: Recovery | None = None,
 ) -> Transferred:
-    """:func:`transfer` with validated ``options``; ``final``: also return the final layers' alignment."""
+    """:func:`transfer` with validated ``options``, in steps: plan (configs only), probe (one pass), remap,
+    head, fallback, recover. ``head``: a teacher task head to move (keyed as in the task model; default with
+    ``options.head``: the peft module's own, which then travels in the output's extras); ``recovery``: how
+    recovery trains and builds its models (default from ``options.recover_steps``: the classes a user loads
+    the modules on). Grids pass both (``experiments.transferred``); the result's ``head`` is the moved head."""
     if not isinstance(module, PeftModule):
         detect_format(module)  # a bad module directory fails before any model is looked up
     t_info, s_info = describe_model(teacher), describe_model(student)
     source = module if isinstance(module, PeftModule) else load_module(module, family=t_info.spec.name)
-    plan = _checked_plan(source, t_info, s_info, options, alignment, final)
-    head = _teacher_head(source) if options.head else None
+    if head is None and options.head:
+        head = teacher_head(source)
+    if recovery is None and options.recover_steps:
+        recovery = Recovery(
+            RecoveryOptions(options.recover_steps, options.recovery_lr), UserModels(module, teacher, student)
+        )
+    plan = _checked_plan(source, t_info, s_info, options, alignment, head is not None or recovery is not None)
     if head is not None and plan.method.aligns:
         check_head_width(head, t_info.dims.hidden_size)
+    probed = _probe(plan, options, alignment, layer_map, (teacher, student), (t_info, s_info), console)
+    final_found = _final(probed.found, plan, teacher, student, t_info, s_info) if plan.final else None
+    layers, record = _remapped(source, probed.lmap, probed.found, plan, options)
+    layers, layer_record = _fall_back(layers, probed, record, options)
+    moved, head_record = moved_head(head, final_found, t_info, plan.method) if head is not None else (None, None)
+    origin = None if isinstance(module, PeftModule) else str(module)
+    made = provenance(source, origin, t_info, s_info, probed.lmap, record, probed.similarity, layer_record, head_record)
+    extras = head_extras(moved) if options.head and moved is not None else {}
+    result = student_module(source, options.head, s_info, layers, extras, made)
+    if recovery is not None and recovery.options.steps:
+        session = probed.session
+        texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)
+        hidden_map = final_hidden_map(final_found, t_info.dims, s_info.dims)
+        result, moved = recover_module(result, moved, recovery, texts, hidden_map)
+        if options.head and moved is not None:
+            result = result.with_layers(result.layers, extras=head_extras(moved))
+    return Transferred(result, moved, final_found)
+
+
+def _probe(
+    plan: _Plan,
+    options: TransferOptions,
+    alignment: Alignment | None,
+    layer_map: LayerMap | None,
+    references: tuple[str, str],
+    infos: tuple[ModelInfo, ModelInfo],
+    console: Console | None,
+) -> _Probed:
+    """The layer map and the module's alignment, from one probe pass when anything needs one (a probing
+    method, a CKA map), from the configs for data-free methods, or as given (``alignment``)."""
+    (teacher, student), (t_info, s_info) = references, infos
     lmap = layer_map or fixed_layer_map(options.layer_map, t_info.dims.num_layers, s_info.dims.num_layers)
     if layer_map is not None:
         check_depth(layer_map, s_info.dims.num_layers)
-    session, similarity, found = None, None, alignment
+    probed = _Probed(lmap, None, alignment, None)
     if alignment is None and (plan.method.probes or lmap is None):
-        session = ProbeSession(teacher, student, probe_settings(options), console)
+        probed.session = ProbeSession(teacher, student, probe_settings(options), console)
         probing = plan.method.probes
         points = tuple(plan.points if probing else ())
-        result = session.probe(ProbePlan(lmap, points, plan.final and probing, plan.method.fitted))
-        lmap, similarity = result.layer_map, result.similarity
+        result = probed.session.probe(ProbePlan(lmap, points, plan.final and probing, plan.method.fitted))
+        probed.lmap, probed.similarity = result.layer_map, result.similarity
         if probing:
-            found = solve_alignment(result, teacher, student, options, t_info.spec)
+            probed.found = solve_alignment(result, teacher, student, options, t_info.spec)
     if plan.method.data_free and alignment is None:
-        found = data_free_alignment(plan.method, teacher, student, lmap, plan.points)
-    final_found = _final(found, plan, teacher, student, t_info, s_info) if plan.final else None
-    layers, record = _remapped(source, lmap, found, plan, options)
-    layer_record = None
-    if options.min_quality is not None:
-        quality, measure = layer_quality(lmap, similarity, record)
-        layers, layer_record = fall_back(layers, quality, measure, options.min_quality, options.seed)
-        if options.strict and "warning" in layer_record:
-            raise PeftportError(f"{layer_record['warning']} (--strict)")
-    extras, head_record = _moved_head(head, final_found, t_info, plan.method) if head is not None else ({}, None)
-    origin = None if isinstance(module, PeftModule) else str(module)
-    made = provenance(source, origin, t_info, s_info, lmap, record, similarity, layer_record, head_record)
-    result_module = _student_module(source, options, s_info, layers, extras, made)
-    if options.recover_steps:
-        texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)
-        recovery = RecoveryOptions(options.recover_steps, options.recovery_lr)
-        hidden_map = None if head is not None else final_hidden_map(final_found, t_info.dims, s_info.dims)
-        result_module = recover_module(result_module, module, teacher, student, texts, recovery, hidden_map)
-    return Transferred(result_module, final_found)
+        probed.found = data_free_alignment(plan.method, teacher, student, probed.lmap, plan.points)
+    return probed
+
+
+def _fall_back(
+    layers: LayerTensors, probed: _Probed, record: dict[str, Any] | None, options: TransferOptions
+) -> tuple[LayerTensors, dict[str, Any] | None]:
+    """With ``min_quality``: student layers below it keep a fresh init (``strict``: none may fall short)."""
+    if options.min_quality is None:
+        return layers, None
+    quality, measure = layer_quality(probed.lmap, probed.similarity, record)
+    layers, layer_record = fall_back(layers, quality, measure, options.min_quality, options.seed)
+    if options.strict and "warning" in layer_record:
+        raise PeftportError(f"{layer_record['warning']} (--strict)")
+    return layers, layer_record
 
 
 def _checked_plan(
@@ -152,7 +198,7 @@ def _checked_plan(
     student: ModelInfo,
     options: TransferOptions,
     alignment: Alignment | None,
-    final: bool,
+    needs_final: bool,
 ) -> _Plan:
     """Every check that needs only configs, before any probing; what the transfer will do."""
     check_teacher_fit(source, teacher)
@@ -168,7 +214,6 @@ def _checked_plan(
         check_widths(source, teacher, student)
         return _Plan(method, lora_b, [], False)
     check_prunable(source, teacher, student, lora_b, method.widens)
-    needs_final = final or options.head or options.recover_steps > 0
     if alignment is not None and needs_final:
         raise PeftportError(
             "a saved alignment holds no final-layer alignment for the head or recovery: probe with the transfer"
@@ -203,45 +248,3 @@ def _remapped(
     if method.calibrates:
         record["calibration"] = {"calibrated": bool(gains), "gains": gains}
     return layers, record
-
-
-def _teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
-    saved = source.format_options.get("modules_to_save")
-    if source.format_options.get("source_format") != PEFT_FORMAT or not saved:
-        raise PeftportError("moving the head needs a peft module saved with its task head (modules_to_save)")
-    head = task_head(source)
-    if not head:
-        raise PeftportError(f"the module lists modules_to_save {saved} but its file holds no head weights")
-    return head
-
-
-def _moved_head(
-    head: dict[str, torch.Tensor], final: PointAlignment | None, teacher: ModelInfo, method: AlignMethod
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The head for the student, as peft extras: copied for equal widths, else through the final alignment."""
-    if final is None:
-        return head_extras(head), {"method": "copied"}
-    moved, record = aligned_head(head, teacher.dims.hidden_size, final, method.name)
-    return head_extras(moved), {"method": "aligned", **record}
-
-
-def _student_module(
-    source: PeftModule,
-    options: TransferOptions,
-    student: ModelInfo,
-    layers: LayerTensors,
-    extras: dict[str, torch.Tensor],
-    made: dict[str, Any],
-) -> PeftModule:
-    bound = [k for k in MODEL_BOUND_OPTIONS if not (options.head and k in HEAD_OPTIONS)]
-    return source.with_layers(
-        layers,
-        family=student.spec.name,
-        base_model=student.reference,
-        model_type=student.config.model_type,
-        hidden_size=student.dims.hidden_size,
-        num_layers=student.dims.num_layers,
-        extras=extras,
-        format_options={k: v for k, v in source.format_options.items() if k not in bound},
-        provenance=made,
-    )

@@ -71,7 +71,7 @@ def fall_back(
         "default_init": [i for i in sorted(layers) if i in low],
     }
     if not record["transferred"]:
-        best = max((q for q in quality if q == q), default=float("nan"))
+        best = max((q for q in quality if not math.isnan(q)), default=float("nan"))
         record["warning"] = (
             f"no student layer reached --min-quality {threshold:g} (best {measure} {best:.3f}): every layer "
             "keeps the library's fresh initialisation"

@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from peftport.architectures.spec import ModelDims
 from peftport.core.alignment import PointAlignment
-from peftport.core.module import PeftModule
+from peftport.core.module import LayerTensors, PeftModule
 from peftport.errors import PeftportError
 from peftport.formats.loading import head_labels, user_model_class
 from peftport.probing.collect import MODEL_INPUTS, encode_texts
@@ -138,6 +138,27 @@ def recover(
     }
 
 
+class RecoveryBackend(Protocol):
+    """How recovery builds its two models and reads the trained student back: the classes a user loads the
+    modules on (`UserModels`, the CLI and API), or a grid's trained task models (``experiments.transferred``)."""
+
+    def models(self, before: Path, head: dict[str, torch.Tensor] | None) -> RecoveryModels:
+        """The teacher with its module and the student with the module in ``before`` (and ``head``) trainable."""
+        ...
+
+    def read_back(self, student: torch.nn.Module, after: Path, head: bool) -> tuple[LayerTensors, dict | None]:
+        """The trained student's layers and (``head``) task head keyed as in the task model, via ``after``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Recovery of one transfer: how it trains and how its models are built."""
+
+    options: RecoveryOptions
+    backend: RecoveryBackend
+
+
 def _loaded(reference: str, module: PeftModule, head: bool) -> torch.nn.Module:
     """``reference`` as the class a user loads ``module`` on (with as many labels as a moved head)."""
     import transformers
@@ -164,43 +185,60 @@ def _trainable_student(reference: str, module: PeftModule, directory: Path, head
     return PeftModel.from_pretrained(model, str(directory), is_trainable=True)
 
 
+@dataclass(frozen=True)
+class UserModels:
+    """Recovery on the classes a user loads the modules on: the teacher with ``source`` (a module directory
+    or a `PeftModule`), the student with the transferred module, whose moved head travels in its extras."""
+
+    source: PeftModule | str | Path
+    teacher: str
+    student: str
+
+    def models(self, before: Path, head: dict[str, torch.Tensor] | None) -> RecoveryModels:
+        from transformers import AutoTokenizer
+
+        from peftport.formats.loading import apply_module
+        from peftport.formats.registry import load_module, save_module
+
+        source = self.source
+        if isinstance(source, PeftModule):
+            source = save_module(source, before.parent / "source")
+        teacher_model, _ = apply_module(_loaded(self.teacher, load_module(source), head is not None), source)
+        return RecoveryModels(
+            teacher_model,
+            _trainable_student(self.student, load_module(before), before, head is not None),
+            AutoTokenizer.from_pretrained(self.teacher),
+            AutoTokenizer.from_pretrained(self.student),
+        )
+
+    def read_back(self, student: torch.nn.Module, after: Path, head: bool) -> tuple[LayerTensors, dict | None]:
+        from peftport.formats.peft_lora import WRAPPER
+        from peftport.formats.registry import load_module
+
+        _save_student(student, after)
+        recovered = load_module(after)
+        return recovered.layers, {k.removeprefix(WRAPPER): v for k, v in recovered.extras.items()} if head else None
+
+
 def recover_module(
     result: PeftModule,
-    source: PeftModule | str | Path,
-    teacher: str,
-    student: str,
+    head: dict[str, torch.Tensor] | None,
+    recovery: Recovery,
     texts: list[str],
-    options: RecoveryOptions,
     hidden_map: torch.Tensor | None,
-) -> PeftModule:
-    """``result`` (a transferred module) after ``options.steps`` recovery steps on ``texts`` towards the
-    teacher with its module ``source`` (a directory or a `PeftModule`): on logits when ``hidden_map`` is None
-    (the head moved), else on the teacher's final hidden states mapped by ``hidden_map``."""
-    from transformers import AutoTokenizer
+) -> tuple[PeftModule, dict[str, torch.Tensor] | None]:
+    """``result`` (a transferred module) and its moved ``head`` after ``recovery.options.steps`` recovery steps
+    on ``texts`` towards the teacher: on logits when a head moved, else on the teacher's final hidden states
+    mapped by ``hidden_map``. The module's provenance gains the ``recovery`` record."""
+    from peftport.formats.registry import save_module
 
-    from peftport.formats.loading import apply_module
-    from peftport.formats.registry import load_module, save_module
-
-    head = hidden_map is None
     with tempfile.TemporaryDirectory() as scratch:
         before, after = Path(scratch) / "before", Path(scratch) / "after"
         save_module(result, before)
-        if isinstance(source, PeftModule):
-            source = save_module(source, Path(scratch) / "source")
-        source_module = load_module(source)
-        teacher_model, _ = apply_module(_loaded(teacher, source_module, head), source)
-        models = RecoveryModels(
-            teacher_model,
-            _trainable_student(student, result, before, head),
-            AutoTokenizer.from_pretrained(teacher),
-            AutoTokenizer.from_pretrained(student),
-        )
-        record = recover(models, texts, options, hidden_map)
-        _save_student(models.student, after)
-        recovered = load_module(after, family=result.family)
-    extras = recovered.extras if head else result.extras
-    provenance = {**result.provenance, "recovery": record}
-    return result.with_layers(recovered.layers, extras=extras, provenance=provenance)
+        models = recovery.backend.models(before, head)
+        record = recover(models, texts, recovery.options, None if head is not None else hidden_map)
+        layers, recovered_head = recovery.backend.read_back(models.student, after, head is not None)
+    return result.with_layers(layers, provenance={**result.provenance, "recovery": record}), recovered_head
 
 
 def _save_student(model: torch.nn.Module, directory: Path) -> None:

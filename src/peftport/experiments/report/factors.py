@@ -6,7 +6,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from peftport.experiments.report.summary import CellSummary, mean_std, overall, seed_wins, short_name
+from peftport.experiments.report.cells import CellSummary, mean_std, short_name
+from peftport.experiments.report.wins import overall, seed_wins
 
 
 def pair_name(cell: CellSummary) -> str:

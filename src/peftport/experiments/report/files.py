@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from peftport.errors import PeftportError
+from peftport.experiments.report.cells import CellSummary
 from peftport.experiments.report.factors import (
     COST_HEADER,
     FACTOR_HEADER,
@@ -15,18 +16,9 @@ from peftport.experiments.report.factors import (
     overall_by_pair,
 )
 from peftport.experiments.report.plots import delta_bars, learning_curves
-from peftport.experiments.report.summary import (
-    HEADER,
-    CellSummary,
-    evidence,
-    is_paper_method,
-    not_learnt,
-    overall,
-    steps_saved,
-    summarise,
-    table_rows,
-    write_csv,
-)
+from peftport.experiments.report.render import HEADER, is_paper_method, not_learnt, steps_saved, table_rows, write_csv
+from peftport.experiments.report.summary import summarise
+from peftport.experiments.report.wins import evidence, overall
 from peftport.experiments.store import read_index
 from peftport.formats.atomic import make_folder
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from peftport.experiments.report.summary import CellSummary, short_name
+from peftport.experiments.report.cells import CellSummary, short_name
 
 
 def _pyplot():

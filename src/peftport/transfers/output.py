@@ -1,0 +1,68 @@
+"""The last steps of a transfer: the teacher's task head (read from its peft module, or given), moved to the
+student, and the student module built from the remapped layers with the options that still hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from peftport.architectures.models import ModelInfo
+from peftport.core.alignment import PointAlignment
+from peftport.core.module import LayerTensors, PeftModule
+from peftport.errors import PeftportError
+from peftport.formats.peft_lora import NAME as PEFT_FORMAT
+from peftport.formats.peft_lora import task_head
+from peftport.transfers.heads import aligned_head
+from peftport.transfers.methods import AlignMethod
+
+# Options tied to the teacher model or its task head: peft refuses a SEQ_CLS module whose file lacks
+# the head weights it lists in modules_to_save, so they are kept only when the head moves too.
+MODEL_BOUND_OPTIONS = ("model_class", "revision", "task_type", "modules_to_save")
+HEAD_OPTIONS = ("task_type", "modules_to_save")
+
+
+def teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
+    """The task head a peft module was saved with (``modules_to_save``), keyed as in the task model."""
+    saved = source.format_options.get("modules_to_save")
+    if source.format_options.get("source_format") != PEFT_FORMAT or not saved:
+        raise PeftportError("moving the head needs a peft module saved with its task head (modules_to_save)")
+    head = task_head(source)
+    if not head:
+        raise PeftportError(f"the module lists modules_to_save {saved} but its file holds no head weights")
+    return head
+
+
+def moved_head(
+    head: dict[str, torch.Tensor], final: PointAlignment | None, teacher: ModelInfo, method: AlignMethod
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The head for the student and its record: copied for equal widths (no ``final``), else through the
+    final layers' alignment."""
+    if final is None:
+        return head, {"method": "copied"}
+    moved, record = aligned_head(head, teacher.dims.hidden_size, final, method.name)
+    return moved, {"method": "aligned", **record}
+
+
+def student_module(
+    source: PeftModule,
+    keeps_head: bool,
+    student: ModelInfo,
+    layers: LayerTensors,
+    extras: dict[str, torch.Tensor],
+    made: dict[str, Any],
+) -> PeftModule:
+    """The student's module: ``source``'s settings on the student, its model-bound options dropped (the head's
+    kept when ``keeps_head``: the head travels in ``extras``)."""
+    bound = [k for k in MODEL_BOUND_OPTIONS if not (keeps_head and k in HEAD_OPTIONS)]
+    return source.with_layers(
+        layers,
+        family=student.spec.name,
+        base_model=student.reference,
+        model_type=student.config.model_type,
+        hidden_size=student.dims.hidden_size,
+        num_layers=student.dims.num_layers,
+        extras=extras,
+        format_options={k: v for k, v in source.format_options.items() if k not in bound},
+        provenance=made,
+    )
