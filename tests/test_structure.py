@@ -68,3 +68,20 @@ def test_no_module_imports_itself_round_a_circle():
     graph = import_graph()
     assert len(graph) > 50 and graph["peftport.formats.registry"], "the import graph was not read"
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_every_source_file_is_short():
+    long = {
+        str(p.relative_to(SOURCE)): n
+        for p in SOURCE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) >= MAX_LINES
+    }
+    assert not long, f"files of {MAX_LINES} lines or more: {long}"
+
+
+def test_a_module_kind_is_named_in_few_files():
+    """``core.kinds`` defines it; the architecture specs' slot kind and AdapterHub's config vocabulary share the
+    word."""
+    from test_method_registry import files_naming
+
+    assert "core/kinds.py" in files_naming("bottleneck") and len(files_naming("bottleneck")) <= 4

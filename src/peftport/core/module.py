@@ -14,77 +14,19 @@ Formats (peft, AdapterHub) are thin codecs to and from this representation.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-ModuleKind = Literal["lora", "bottleneck"]
+from peftport.core.kinds import BOTTLENECK_ROLES, KINDS, LORA_A, LORA_B, LORA_ROLES, KindSpec, ModuleKind
+from peftport.core.settings import BottleneckSettings, LoraSettings
+
+__all__ = [
+    "BOTTLENECK_ROLES", "LORA_A", "LORA_B", "LORA_ROLES", "BottleneckSettings", "LoraSettings", "ModuleKind",
+    "PeftModule",
+]  # fmt: skip
 LayerTensors = dict[int, dict[str, dict[str, torch.Tensor]]]
-
-LORA_A = "lora_A"
-LORA_B = "lora_B"
-LORA_ROLES = (LORA_A, LORA_B)
-BOTTLENECK_ROLES = (
-    "down.weight",
-    "down.bias",
-    "up.weight",
-    "up.bias",
-    "norm_before.weight",
-    "norm_before.bias",
-    "norm_after.weight",
-    "norm_after.bias",
-    "gate.weight",
-    "gate.bias",
-)
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA hyperparameters. The update is ``scaling * B @ A`` applied to the layer input.
-
-    >>> LoraSettings(rank=8, alpha=16).scaling
-    2.0
-    """
-
-    rank: int
-    alpha: float
-    use_rslora: bool = False
-    dropout: float = 0.0
-
-    @property
-    def scaling(self) -> float:
-        """Effective multiplier of ``B @ A`` (peft: alpha/r, or alpha/sqrt(r) with rsLoRA)."""
-        return self.alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank)
-
-
-@dataclass(frozen=True)
-class BottleneckSettings:
-    """Bottleneck adapter settings, kept as AdapterHub's own config dictionary.
-
-    ``options`` is the AdapterHub ``config`` block (placement, non-linearity, layer norms);
-    the bottleneck width is read from the tensors, not from ``reduction_factor``.
-    """
-
-    options: dict[str, Any]
-
-    @property
-    def architecture(self) -> str:
-        """``double_seq_bn`` (Houlsby) when adapters sit after attention and FFN, else ``seq_bn``."""
-        both = self.options.get("mh_adapter") and self.options.get("output_adapter")
-        return "double_seq_bn" if both else "seq_bn"
-
-    @property
-    def reads_normed_input(self) -> bool:
-        """Whether the adapter's input is the sub-layer's normed residual sum (``original_ln_before``, seq_bn)
-        rather than the sub-layer's output before the residual (double_seq_bn)."""
-        return bool(self.options.get("original_ln_before", False))
-
-    @property
-    def non_linearity(self) -> str:
-        """Activation between the down- and up-projection."""
-        return str(self.options.get("non_linearity", "relu"))
 
 
 @dataclass
@@ -106,9 +48,16 @@ class PeftModule:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        expected = LoraSettings if self.kind == "lora" else BottleneckSettings
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown module kind '{self.kind}': use one of {', '.join(KINDS)}")
+        expected = self.spec.settings
         if not isinstance(self.settings, expected):
             raise ValueError(f"a {self.kind} module needs {expected.__name__}, got {type(self.settings).__name__}")
+
+    @property
+    def spec(self) -> KindSpec:
+        """The definition of the module's kind (``core.kinds``)."""
+        return KINDS[self.kind]
 
     @property
     def layer_indices(self) -> list[int]:

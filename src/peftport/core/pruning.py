@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import torch
 
-# role -> {axis: space}; roles not listed (down.bias, gate.bias) live in the bottleneck or are scalars
-ROLE_AXES: dict[str, dict[int, str]] = {
-    "lora_A": {1: "in"},
-    "lora_B": {0: "out"},
-    "down.weight": {1: "in"},
-    "up.weight": {0: "out"},
-    "up.bias": {0: "out"},
-    "norm_before.weight": {0: "in"},
-    "norm_before.bias": {0: "in"},
-    "norm_after.weight": {0: "out"},
-    "norm_after.bias": {0: "out"},
-    "gate.weight": {1: "in"},
-}
+from peftport.core.kinds import KINDS
+
+# role -> {axis: space} of every kind (core.kinds); roles not listed (down.bias, gate.bias) live in the
+# bottleneck or are scalars
+ROLE_AXES: dict[str, dict[int, str]] = {role: axes for kind in KINDS.values() for role, axes in kind.role_axes.items()}
 
 
 def prune_roles(

@@ -6,6 +6,7 @@ from peftport.architectures.models import ModelInfo, describe_model
 from peftport.core.layer_maps import build_layer_map, monotone_map
 from peftport.errors import PeftportError
 from peftport.experiments.config import ExperimentConfig, PairConfig
+from peftport.experiments.training.options import ModuleConfig
 from peftport.probing.session import CKA_MAP
 from peftport.transfers.methods import METHODS, PAPER_METHOD
 from peftport.zoo import resolve_model
@@ -39,15 +40,16 @@ def _check_pair(config: ExperimentConfig, index: int, pair: PairConfig) -> None:
         except PeftportError as exc:
             raise PeftportError(f"transfers[{number}].layer_map with {where}: {exc}") from None
     for number, module in enumerate(config.modules):
-        _check_module(f"modules[{number}]", module.type, module.targets, (teacher, student))
+        _check_module(f"modules[{number}]", module, (teacher, student))
 
 
-def _check_module(where: str, kind: str, targets: list[str], models: tuple[ModelInfo, ModelInfo]) -> None:
+def _check_module(where: str, module: ModuleConfig, models: tuple[ModelInfo, ModelInfo]) -> None:
     for info in models:
         spec = info.spec
-        if kind != "lora" and not spec.adapterhub:
-            raise PeftportError(f"{where}: AdapterHub has no {kind} adapters for {spec.name} models")
-        missing = [t for t in targets if t not in spec.slots_of_kind("linear")] if kind == "lora" else []
+        if module.spec.library == "adapters" and not spec.adapterhub:
+            raise PeftportError(f"{where}: AdapterHub has no {module.type} adapters for {spec.name} models")
+        targets = module.targets if module.spec.library == "peft" else []  # training targets LoRA slots
+        missing = [t for t in targets if t not in spec.slots_of_kind(module.spec.slot_kind)]
         if missing:
             raise PeftportError(f"{where}.targets: {missing} are not LoRA slots of {spec.name}")
 

@@ -141,7 +141,7 @@ def _training_spec(training: TrainingConfig) -> dict[str, Any]:
 
 def _transfer_spec(transfer: TransferConfig, module: ModuleConfig) -> dict[str, Any]:
     spec = transfer.model_dump()
-    if module.type != "lora":  # LoRA-only options mean nothing for bottleneck adapters
+    if not module.spec.low_rank:  # LoRA-only options mean nothing for bottleneck adapters
         spec["lora_b"] = TransferConfig.model_fields["lora_b"].default
         spec["lora_svd"] = False
     for key, default in LATER_OPTIONS.items():

@@ -12,6 +12,7 @@ import torch
 
 from peftport.architectures.registry import spec_by_name
 from peftport.architectures.spec import ArchitectureSpec
+from peftport.core.kinds import BOTTLENECK, LORA
 from peftport.core.module import (
     BottleneckSettings,
     LayerTensors,
@@ -25,6 +26,8 @@ from peftport.errors import ModuleFormatError
 from peftport.formats.families import locate_all, resolve_spec
 from peftport.formats.tensor_files import first_existing, read_json, read_tensors, write_torch
 from peftport.formats.validation import validate_module
+
+ADAPTERHUB_BOTTLENECK = "bottleneck"  # AdapterHub's own name of the bottleneck architecture (its config files)
 
 NAME = "adapterhub"
 CONFIG_FILE = "adapter_config.json"
@@ -63,7 +66,7 @@ def _settings(options: dict[str, Any], directory: Path) -> LoraSettings | Bottle
         if options.get("composition_mode", "add") != "add" or options.get("use_dora") or options.get("use_gating"):
             raise ModuleFormatError(f"{directory}: only additive, ungated AdapterHub LoRA is supported")
         return LoraSettings(rank=int(options["r"]), alpha=float(options["alpha"]), dropout=float(options["dropout"]))
-    if arch not in (None, "bottleneck"):
+    if arch not in (None, ADAPTERHUB_BOTTLENECK):
         raise ModuleFormatError(f"{directory}: AdapterHub architecture '{arch}' is not supported")
     used = [name for name in UNSUPPORTED_BOTTLENECK if options.get(name)]
     if used:
@@ -105,7 +108,7 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
             loc = where[path]
             layers.setdefault(loc.layer, {}).setdefault(loc.slot, {})[role] = tensors[key]
     module = PeftModule(
-        kind="lora" if isinstance(settings, LoraSettings) else "bottleneck",
+        kind=LORA if isinstance(settings, LoraSettings) else BOTTLENECK,
         settings=settings,
         family=spec.name,
         layers=layers,
@@ -135,7 +138,7 @@ def check_writable(module: PeftModule) -> None:
     if not spec.adapterhub:
         raise ModuleFormatError(f"AdapterHub does not support {module.family} models: write peft format instead")
     slots = _uniform_slots(module)
-    allowed = LORA_ATTN_MATRICES.keys() | LORA_FLAGS.keys() if module.kind == "lora" else BOTTLENECK_SLOT_FLAGS.keys()
+    allowed = LORA_ATTN_MATRICES.keys() | LORA_FLAGS.keys() if module.kind == LORA else BOTTLENECK_SLOT_FLAGS.keys()
     bad = [s for s in slots if s not in allowed]
     if bad:
         raise ModuleFormatError(f"AdapterHub {module.kind} cannot target slot(s) {bad}: keep the peft format")
@@ -183,7 +186,7 @@ def _state_dict(spec: ArchitectureSpec, module: PeftModule, ln_before: bool) -> 
         for slot, roles in slots.items():
             base = f"{prefix}{spec.module_path(slot, layer)}"
             for role, tensor in roles.items():
-                if module.kind == "lora":
+                if module.kind == LORA:
                     out[f"{base}.loras.{module.name}.{role}"] = tensor
                 else:
                     out.update({f"{base}.adapters.{module.name}.{p}": tensor for p in params[role]})
@@ -204,7 +207,7 @@ def write(module: PeftModule, directory: Path) -> None:
         raise ModuleFormatError("AdapterHub needs the model's hidden size, and the module does not record it")
     num_layers = module.num_layers or max(module.layers) + 1
     leave_out = [i for i in range(num_layers) if i not in module.layers]
-    if module.kind == "lora":
+    if module.kind == LORA:
         config = _lora_options(module, slots, leave_out)
     else:
         config = _bottleneck_options(module, slots, leave_out, hidden)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from peftport.core.kinds import KINDS
 from peftport.core.module import BottleneckSettings, PeftModule, lora_settings
 
 
@@ -53,7 +54,7 @@ def _overview(summary: dict[str, Any]) -> Table:
     layers = summary["layers"]
     table.add_row("layers", f"{len(layers)} ({layers[0]}..{layers[-1]})" if layers else "none")
     settings = summary["settings"]
-    keys = ["rank", "alpha", "scaling"] if summary["kind"] == "lora" else ["architecture", "non_linearity"]
+    keys = KINDS[summary["kind"]].summary_keys
     table.add_row("settings", ", ".join(f"{k}={settings[k]}" for k in keys))
     if summary["extras"]:
         table.add_row("other tensors", ", ".join(summary["extras"]))

@@ -37,22 +37,43 @@ def _with_peft(model: torch.nn.Module, module_dir: Path) -> tuple[torch.nn.Modul
     return wrapped, LoadReport(missing, list(result.unexpected_keys))
 
 
-def _with_adapters(model: torch.nn.Module, module_dir: Path) -> tuple[torch.nn.Module, LoadReport]:
+def _with_adapters(
+    model: torch.nn.Module, module_dir: Path, name: str | None = None
+) -> tuple[torch.nn.Module, LoadReport]:
     import adapters
 
     adapters.init(model)
     info: dict[str, Any] = {}
-    name = model.load_adapter(str(module_dir), loading_info=info, set_active=True)
+    name = model.load_adapter(str(module_dir), loading_info=info, set_active=True, load_as=name)
     missing = [k for k in info.get("missing_keys", []) if f".{name}." in k]
     return model, LoadReport(missing, list(info.get("unexpected_keys", [])))
 
 
+def attach(
+    model: torch.nn.Module, module_dir: str | Path, trainable: bool = False, name: str | None = None
+) -> tuple[torch.nn.Module, LoadReport]:
+    """``model`` with the module of ``module_dir`` loaded by its own library (peft or AdapterHub, whichever
+    wrote it), and which adapter keys did not fit: in eval mode, or (``trainable``) with only the module's
+    parameters trainable. ``name``: the AdapterHub adapter's name (default: the saved one). The one way
+    peftport attaches a saved module: the load check, recovery and training's transferred adapters use it."""
+    module_dir = Path(module_dir)
+    if detect_format(module_dir) != "peft":
+        loaded, report = _with_adapters(model, module_dir, name)
+        if trainable:
+            loaded.train_adapter(loaded.active_adapters.last())
+            return loaded, report
+        return loaded.eval(), report
+    if not trainable:
+        loaded, report = _with_peft(model, module_dir)
+        return loaded.eval(), report
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(module_dir), is_trainable=True), LoadReport([], [])
+
+
 def apply_module(model: torch.nn.Module, module_dir: str | Path) -> tuple[torch.nn.Module, LoadReport]:
     """``model`` with the module loaded by peft or AdapterHub (whichever wrote it), in eval mode."""
-    module_dir = Path(module_dir)
-    loader = _with_peft if detect_format(module_dir) == "peft" else _with_adapters
-    loaded, report = loader(model, module_dir)
-    return loaded.eval(), report
+    return attach(model, module_dir)
 
 
 # peft task types -> the transformers auto class a user loads such a module on

@@ -10,6 +10,7 @@ import torch
 
 from peftport.architectures.registry import spec_by_name
 from peftport.architectures.spec import ArchitectureSpec
+from peftport.core.kinds import LORA
 from peftport.core.module import LORA_A, LayerTensors, LoraSettings, PeftModule, lora_settings
 from peftport.errors import ModuleFormatError
 from peftport.formats.families import locate_all, resolve_spec
@@ -102,7 +103,7 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
         dropout=float(config.get("lora_dropout", 0.0)),
     )
     module = PeftModule(
-        kind="lora",
+        kind=LORA,
         settings=settings,
         family=spec.name,
         layers=layers,
@@ -145,8 +146,8 @@ def _state_dict(spec: ArchitectureSpec, module: PeftModule) -> dict[str, torch.T
 
 def check_writable(module: PeftModule) -> None:
     """Raise if peft cannot represent the module."""
-    if module.kind != "lora":
-        raise ModuleFormatError("peft has no bottleneck adapters: write this module in AdapterHub format")
+    if module.kind != LORA:
+        raise ModuleFormatError(f"peft has no {module.kind} adapters: write this module in AdapterHub format")
     spec = spec_by_name(module.family)
     bad = [s for s in module.slots if spec.slots[s].kind != "linear"]
     if bad:

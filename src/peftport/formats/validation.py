@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from peftport.architectures.registry import spec_by_name
+from peftport.core.kinds import LORA
 from peftport.core.module import LORA_A, LORA_B, PeftModule, bottleneck_settings, lora_settings
 from peftport.errors import ModuleFormatError
 
@@ -23,7 +24,7 @@ def validate_module(module: PeftModule, directory: Path, targets: list[str] | No
     """Refuse a module whose files disagree. ``targets``: the short module names a peft config lists in
     ``target_modules`` (each must have tensors)."""
     _check_values(module, directory)
-    if module.kind == "lora":
+    if module.kind == LORA:
         _check_lora(module, directory)
         if targets is not None:
             _check_targets(module, directory, targets)
@@ -112,7 +113,7 @@ def _check_bottleneck(module: PeftModule, directory: Path) -> None:
                     f"{directory}: {_name(layer, slot, 'down/up')} do not fit together "
                     f"(down {tuple(down.shape)}, up {tuple(up.shape)})"
                 )
-            widths.setdefault((slot, "bottleneck"), {}).setdefault(down.shape[0], []).append(
+            widths.setdefault((slot, "width"), {}).setdefault(down.shape[0], []).append(
                 _name(layer, slot, "down.weight")
             )
     _one_width(directory, widths)

@@ -12,9 +12,10 @@ from rich.console import Console
 from peftport.architectures.models import describe_model
 from peftport.architectures.spec import ArchitectureSpec
 from peftport.core.alignment import Alignment, PointAlignment
+from peftport.core.kinds import KINDS
 from peftport.core.layer_maps import LayerMap, build_layer_map
 from peftport.core.matchers import get_matcher
-from peftport.core.module import BottleneckSettings, LoraSettings, PeftModule
+from peftport.core.module import PeftModule
 from peftport.core.points import ProbePoint
 from peftport.core.projection import calibration_gain, relative_update
 from peftport.core.pruning import ROLE_AXES, project_roles, prune_roles
@@ -27,27 +28,20 @@ from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method, 
 from peftport.transfers.options import TransferOptions
 
 
-def adapter_point(settings: LoraSettings | BottleneckSettings, slot: str) -> ProbePoint:
-    """Probe point of a bottleneck adapter's input: ``adapter_ln:`` after the sub-layer norm, else ``adapter:``."""
-    normed = isinstance(settings, BottleneckSettings) and settings.reads_normed_input
-    return ProbePoint("adapter_ln" if normed else "adapter", slot)
-
-
 def module_points(module: PeftModule, lora_b: str) -> list[ProbePoint]:
-    """Probe points a module's tensors need: the adapter input per bottleneck slot, ``in:``(+``out:``) per LoRA slot."""
-    if module.kind == "bottleneck":
-        return [adapter_point(module.settings, slot) for slot in module.slots]
-    sides = ("in", "out") if lora_b == "output" else ("in",)
-    return [ProbePoint(side, slot) for slot in module.slots for side in sides]
+    """Probe points a module's tensors need, by its kind (``core.kinds``): the adapter input per bottleneck
+    slot, ``in:``(+``out:``) per LoRA slot."""
+    return [point for slot in module.slots for point in module.spec.probe_points(module.settings, slot, lora_b)]
 
 
 def all_points(spec: ArchitectureSpec, lora_b: str) -> list[ProbePoint]:
-    """Every probe point of a family, so one saved alignment serves any module."""
-    sides = ("in", "out") if lora_b == "output" else ("in",)
-    linear = [ProbePoint(side, slot) for slot in spec.slots_of_kind("linear") for side in sides]
-    kinds = ("adapter", "adapter_ln")
-    bottleneck = [ProbePoint(kind, slot) for slot in spec.slots_of_kind("bottleneck") for kind in kinds]
-    return linear + bottleneck
+    """Every probe point of a family any module kind may need, so one saved alignment serves any module."""
+    return [
+        point
+        for kind in KINDS.values()
+        for slot in spec.slots_of_kind(kind.slot_kind)
+        for point in kind.candidate_points(slot, lora_b)
+    ]
 
 
 def probe_settings(options: TransferOptions) -> ProbeSettings:
@@ -203,11 +197,9 @@ def prune_transform(
     """
 
     def transform(student_layer: int, teacher_layer: int, slot: str, roles: dict[str, torch.Tensor]) -> dict:
-        if module.kind == "bottleneck":
-            found_in = found_out = alignment.get(student_layer, teacher_layer, adapter_point(module.settings, slot))
-        else:
-            found_in = alignment.get(student_layer, teacher_layer, f"in:{slot}")
-            found_out = found_in if lora_b == "input" else alignment.get(student_layer, teacher_layer, f"out:{slot}")
+        reads, writes = module.spec.reads_and_writes(module.settings, slot, lora_b)
+        found_in = alignment.get(student_layer, teacher_layer, reads)
+        found_out = alignment.get(student_layer, teacher_layer, writes)
         if found_in.projection is None and found_out.projection is None:
             return prune_roles(roles, found_in.index, found_out.index)
         projected = project_roles(
@@ -215,7 +207,7 @@ def prune_transform(
             found_in.input_matrix(_teacher_width(roles, "in")),
             found_out.matrix(_teacher_width(roles, "out")),
         )
-        if calibrate and module.kind == "lora" and found_in.moments is not None and found_out.moments is not None:
+        if calibrate and module.spec.low_rank and found_in.moments is not None and found_out.moments is not None:
             gain = _calibration(roles, projected, found_in.moments, found_out.moments)
             projected["lora_B"] = projected["lora_B"] * gain
             if gains is not None:

@@ -203,8 +203,8 @@ def _checked_plan(
     """Every check that needs only configs, before any probing; what the transfer will do."""
     check_teacher_fit(source, teacher)
     check_hostable(source, student)
-    if options.lora_svd and source.kind != "lora":
-        raise PeftportError("--lora-svd re-factors LoRA updates; this module is a bottleneck adapter")
+    if options.lora_svd and not source.spec.low_rank:
+        raise PeftportError(f"--lora-svd re-factors LoRA updates; this module is a {source.kind} adapter")
     if alignment is not None:
         method = align_method(alignment.details.get("method", PAPER_METHOD))
         lora_b = alignment.details.get("lora_b") or "input"

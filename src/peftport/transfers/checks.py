@@ -63,7 +63,7 @@ def check_prunable(module: PeftModule, teacher: ModelInfo, student: ModelInfo, l
                     f"({teacher.dims.width(dim)}): prune-and-align only moves modules to narrower models; "
                     "use --align projection for a wider student"
                 )
-        if module.kind == "lora" and lora_b == "input" and spec.in_dim != spec.out_dim:
+        if module.spec.low_rank and lora_b == "input" and spec.in_dim != spec.out_dim:
             raise ShapeMismatchError(
                 f"LoRA B of slot {slot} lives in the {spec.out_dim} space, not its input's: use --lora-b output"
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from peftport.architectures.models import ModelInfo
 from peftport.core.layer_maps import LayerMap
-from peftport.core.module import PeftModule, lora_settings
+from peftport.core.module import PeftModule
 
 NO_HEAD = "not transferred: train the student's own task head (peft: modules_to_save)"
 
@@ -22,11 +22,7 @@ def _model_record(info: ModelInfo) -> dict[str, Any]:
 
 
 def _module_record(module: PeftModule) -> dict[str, Any]:
-    record: dict[str, Any] = {"kind": module.kind, "slots": module.slots, "name": module.name}
-    if module.kind == "lora":
-        settings = lora_settings(module)
-        record.update(rank=settings.rank, alpha=settings.alpha, use_rslora=settings.use_rslora)
-    return record
+    return {"kind": module.kind, "slots": module.slots, "name": module.name, **module.spec.record(module.settings)}
 
 
 def provenance(

@@ -172,17 +172,9 @@ def _loaded(reference: str, module: PeftModule, head: bool) -> torch.nn.Module:
 
 
 def _trainable_student(reference: str, module: PeftModule, directory: Path, head: bool) -> torch.nn.Module:
-    model = _loaded(reference, module, head)
-    if module.format_options.get("source_format") == "adapterhub" or module.kind == "bottleneck":
-        import adapters
+    from peftport.formats.loading import attach
 
-        adapters.init(model)
-        name = model.load_adapter(str(directory), set_active=True)
-        model.train_adapter(name)
-        return model
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(directory), is_trainable=True)
+    return attach(_loaded(reference, module, head), directory, trainable=True)[0]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from peftport.core.kinds import BOTTLENECK, KINDS, LORA, KindSpec
 from peftport.transfers.options import LATER
 
 
@@ -22,9 +23,19 @@ class ModuleConfig(BaseModel):
     reduction_factor: int = Field(16, gt=0)
 
     @property
+    def kind(self) -> str:
+        """The module kind (``core.kinds``): LoRA, or a bottleneck adapter for ``seq_bn`` and ``double_seq_bn``."""
+        return LORA if self.type == "lora" else BOTTLENECK
+
+    @property
+    def spec(self) -> KindSpec:
+        """The definition of its kind."""
+        return KINDS[self.kind]
+
+    @property
     def label(self) -> str:
         """Short name for tables: ``lora-r8`` or the bottleneck type."""
-        return f"lora-r{self.r}" if self.type == "lora" else self.type
+        return f"lora-r{self.r}" if self.kind == LORA else self.type
 
 
 class DistillConfig(BaseModel):

@@ -14,6 +14,7 @@ import torch
 from peftport.architectures.spec import ArchitectureSpec
 from peftport.errors import PeftportError
 from peftport.experiments.training.options import ModuleConfig
+from peftport.formats.loading import attach
 from peftport.formats.peft_lora import WRAPPER
 from peftport.tasks.data import TaskData
 
@@ -113,12 +114,11 @@ def _with_bottleneck(model: torch.nn.Module, config: ModuleConfig, init: Path | 
     if init is None:
         kinds = {"seq_bn": adapters.SeqBnConfig, "double_seq_bn": adapters.DoubleSeqBnConfig}
         model.add_adapter(ADAPTER_NAME, config=kinds[config.type](reduction_factor=config.reduction_factor))
+        model.train_adapter(ADAPTER_NAME)
     else:
-        info: dict = {}
-        model.load_adapter(str(init), load_as=ADAPTER_NAME, loading_info=info)
-        if [k for k in info.get("missing_keys", []) if f".{ADAPTER_NAME}." in k]:
-            raise PeftportError(f"module {init} does not fit the student: missing {info['missing_keys'][:3]}")
-    model.train_adapter(ADAPTER_NAME)
+        model, report = attach(model, init, trainable=True, name=ADAPTER_NAME)
+        if report.missing:
+            raise PeftportError(f"module {init} does not fit the student: missing {report.missing[:3]}")
     for name in head_names(model):
         for param in getattr(model, name).parameters():
             param.requires_grad = True
@@ -129,7 +129,7 @@ def attach_module(
     model: torch.nn.Module, spec: ArchitectureSpec, config: ModuleConfig, init: Path | None = None
 ) -> torch.nn.Module:
     """``model`` with only the module and the head trainable; module weights from ``init`` when given."""
-    if config.type == "lora":
+    if config.spec.library == "peft":
         return _with_lora(model, spec, config, init)
     return _with_bottleneck(model, config, init)
 
@@ -137,7 +137,7 @@ def attach_module(
 def save_trained(model: torch.nn.Module, config: ModuleConfig, directory: Path) -> None:
     """Save the module in its library's format (peft: with the head as ``modules_to_save``; AdapterHub: with
     the head in ``head.safetensors``)."""
-    if config.type == "lora":
+    if config.spec.library == "peft":
         model.save_pretrained(str(directory))
         return
     from safetensors.torch import save_file
