@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +26,41 @@ from pydantic import BaseModel
 
 from peftport.experiments.config import ExperimentConfig, TransferConfig
 from peftport.experiments.training.options import ModuleConfig, TrainingConfig
-from peftport.tasks.data import HUB_PREFIX
+from peftport.tasks.data import HUB_PREFIX, TaskConfig
 
 RunKind = Literal["teacher", "baseline", "transferred"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run's spec validated once: the typed view of `Run.spec` (whose JSON is what the run id hashes)."""
+
+    task: TaskConfig  # with this run's language only
+    language: str
+    module: ModuleConfig
+    training: TrainingConfig
+    seed: int
+    model: str
+    teacher: str | None = None
+    teacher_run: str | None = None
+    transfer: TransferConfig | None = None
+    head: str | None = None
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> RunSpec:
+        """The typed view of a spec written by :func:`expand` (or read back from a run's ``config.json``)."""
+        return cls(
+            TaskConfig.model_validate({**spec["task"], "languages": [spec["language"]]}),
+            spec["language"],
+            ModuleConfig.model_validate(spec["module"]),
+            TrainingConfig.model_validate(spec["training"]),
+            int(spec["seed"]),
+            spec["model"],
+            spec.get("teacher"),
+            spec.get("teacher_run"),
+            TransferConfig.model_validate(spec["transfer"]) if "transfer" in spec else None,
+            spec.get("head"),
+        )
 
 
 @dataclass(frozen=True)
@@ -38,6 +71,11 @@ class Run:
     spec: dict[str, Any]
     out: str  # the output folder: local data paths enter the id relative to it
     needs: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def typed(self) -> RunSpec:
+        """The spec validated once (`RunSpec`)."""
+        return RunSpec.of(self.spec)
 
     @property
     def title(self) -> str:

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from peftport.experiments.checks import check_experiment
-from peftport.experiments.config import ExperimentConfig, TransferConfig
+from peftport.experiments.config import ExperimentConfig
 from peftport.experiments.environment import environment
-from peftport.experiments.grid import Run, expand
+from peftport.experiments.grid import Run, RunSpec, expand
 from peftport.experiments.store import (
     append_index,
     claim,
@@ -25,7 +25,6 @@ from peftport.experiments.store import (
     run_dir,
 )
 from peftport.experiments.training.distillation import DistillTeacher
-from peftport.experiments.training.options import ModuleConfig, TrainingConfig
 from peftport.experiments.training.train import train_module
 from peftport.experiments.transferred import student_head, transfer_init
 from peftport.formats.atomic import atomic_directory, make_folder
@@ -46,11 +45,10 @@ class DataCache:
         return self._loaded[key]
 
 
-def _distill_teacher(spec: dict[str, Any], out: Path) -> DistillTeacher | None:
-    if not spec["training"].get("distill") or "teacher_run" not in spec:
+def _distill_teacher(spec: RunSpec, out: Path) -> DistillTeacher | None:
+    if not spec.training.distill or spec.teacher_run is None or spec.teacher is None:
         return None
-    module = ModuleConfig.model_validate(spec["module"])
-    return DistillTeacher(resolve_model(spec["teacher"]), run_dir(out, spec["teacher_run"]) / "module", module)
+    return DistillTeacher(resolve_model(spec.teacher), run_dir(out, spec.teacher_run) / "module", spec.module)
 
 
 def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -67,19 +65,19 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
         result = train_module(
             resolve_model(spec["model"]),
             data.get(spec["task"], spec["language"]),
-            ModuleConfig.model_validate(spec["module"]),
-            TrainingConfig.model_validate(spec["training"]),
+            run.typed.module,
+            run.typed.training,
             spec["seed"],
             staging / "module",
             init,
             on_step,
             head=student_head(spec, out, init),
-            teacher=_distill_teacher(spec, out),
+            teacher=_distill_teacher(run.typed, out),
         )
         record = {
             "id": run.id,
             "kind": run.kind,
-            **_cell(spec),
+            **_cell(run.typed),
             **extra,
             **result.to_dict(),
             "wall_seconds": time.perf_counter() - start,
@@ -90,29 +88,28 @@ def execute(run: Run, out: Path, data: DataCache, on_step: Callable[[int, int], 
     return record
 
 
-def _cell(spec: dict[str, Any]) -> dict[str, Any]:
-    task = spec["task"]
+def _cell(spec: RunSpec) -> dict[str, Any]:
     return {
-        "task": task["name"],
-        "metric": TaskConfig.model_validate({**task, "languages": [spec["language"]]}).metric,
-        "language": spec["language"],
-        "module": ModuleConfig.model_validate(spec["module"]).label,
-        "model": spec["model"],
-        "teacher": spec.get("teacher"),
-        "seed": spec["seed"],
-        "transfer": TransferConfig.model_validate(spec["transfer"]).label if "transfer" in spec else None,
-        "head": spec.get("head"),
+        "task": spec.task.name,
+        "metric": spec.task.metric,
+        "language": spec.language,
+        "module": spec.module.label,
+        "model": spec.model,
+        "teacher": spec.teacher,
+        "seed": spec.seed,
+        "transfer": spec.transfer.label if spec.transfer is not None else None,
+        "head": spec.head,
         **_variant(spec),
     }
 
 
-def _variant(spec: dict[str, Any]) -> dict[str, str]:
+def _variant(spec: RunSpec) -> dict[str, str]:
     """How a student's training differs from plain fine-tuning (distillation), so reports keep such runs
     apart from plain ones of the same cell; empty for plain runs, whose records stay as they were."""
-    distill = spec["training"].get("distill") if spec.get("teacher_run") else None
+    distill = spec.training.distill if spec.teacher_run else None
     if not distill:
         return {}
-    return {"variant": f"distill(w{distill['weight']:g},T{distill['temperature']:g})"}
+    return {"variant": f"distill(w{distill.weight:g},T{distill.temperature:g})"}
 
 
 def prepare(config: ExperimentConfig, out: Path) -> tuple[list[Run], list[Run]]:

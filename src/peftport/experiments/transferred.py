@@ -30,7 +30,7 @@ from peftport.experiments.training.trainable import (
 )
 from peftport.formats.atomic import atomic_directory
 from peftport.formats.registry import load_module, save_module
-from peftport.tasks.data import TaskConfig, TaskData
+from peftport.tasks.data import TaskData
 from peftport.transfers.api import transfer_module
 from peftport.transfers.options import TransferOptions
 from peftport.transfers.recovery import Recovery, RecoveryModels, RecoveryOptions
@@ -61,15 +61,18 @@ def transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, 
     cached = out / TRANSFERS_DIR / transfer_key(spec)
     if (cached / "transfer.json").is_file():
         return cached / "module", {**json.loads((cached / "transfer.json").read_text()), "transfer_cached": True}
-    config = TransferConfig.model_validate(spec["transfer"])
-    texts = config.probe_data or TaskConfig.model_validate(spec["task"]).source("train", spec["language"])
+    typed = run.typed
+    config = typed.transfer
+    if config is None:
+        raise ValueError(f"run {run.id} is not a transfer")
+    texts = config.probe_data or typed.task.source("train", typed.language)
     fields = config.model_dump(exclude={"head", "recover_steps", "recover_lr", "probe_data"})
     options = TransferOptions(**fields, probe_data=texts if config.probes else None, seed=spec["seed"])
     teacher_module = run_dir(out, spec["teacher_run"]) / "module"
     teacher, student = resolve_model(spec["teacher"]), resolve_model(spec["model"])
     # the teacher's head moves when it is aligned, or copied when recovery trains it (else it is read as it is)
     moves_head = config.head == "teacher" and (config.method.aligns or config.recover_steps > 0)
-    backend = TrainedModels(teacher, student, teacher_module, data, ModuleConfig.model_validate(spec["module"]))
+    backend = TrainedModels(teacher, student, teacher_module, data, typed.module)
     recovery = Recovery(recovery_settings(spec), backend) if config.recover_steps else None
     start = time.perf_counter()
     moved = transfer_module(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +26,28 @@ def _module_record(module: PeftModule) -> dict[str, Any]:
     return {"kind": module.kind, "slots": module.slots, "name": module.name, **module.spec.record(module.settings)}
 
 
+@dataclass(frozen=True)
+class TransferRecord:
+    """What a transferred module's manifest says of how it was made (``to_dict``: the manifest's JSON, keys as
+    in earlier versions; recovery adds ``recovery``, ``save_module`` the version, format and ``loads_on``)."""
+
+    created: str
+    source_module: str | None
+    source_format: str | None
+    teacher: dict[str, Any]
+    student: dict[str, Any]
+    layer_map: dict[str, Any]
+    alignment: dict[str, Any] | None
+    layers: dict[str, Any] | None
+    module: dict[str, Any]
+    dropped: list[str]
+    head: dict[str, Any] | str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest form."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 def provenance(
     source: PeftModule,
     origin: str | None,
@@ -40,16 +63,16 @@ def provenance(
     layer_map: dict[str, Any] = {"method": lmap.method, "sources": [list(g) for g in lmap.sources]}
     if similarity is not None:
         layer_map["similarity"] = {"measure": "linear_cka", "rows": "student layers", "matrix": similarity}
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source_module": origin,
-        "source_format": source.format_options.get("source_format"),
-        "teacher": _model_record(teacher),
-        "student": _model_record(student),
-        "layer_map": layer_map,
-        "alignment": alignment,
-        "layers": layers,
-        "module": _module_record(source),
-        "dropped": [] if head else sorted(source.extras),
-        "head": head or NO_HEAD,
-    }
+    return TransferRecord(
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        source_module=origin,
+        source_format=source.format_options.get("source_format"),
+        teacher=_model_record(teacher),
+        student=_model_record(student),
+        layer_map=layer_map,
+        alignment=alignment,
+        layers=layers,
+        module=_module_record(source),
+        dropped=[] if head else sorted(source.extras),
+        head=head or NO_HEAD,
+    ).to_dict()
