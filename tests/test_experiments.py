@@ -260,6 +260,8 @@ def test_recovery_trains_the_transferred_module_towards_the_teacher(grid, pair, 
     record = moved[recovered]["recovery"]
     assert record["steps"] == 12 and record["target"] == target and record["seconds"] > 0
     assert record["last_loss"] < record["first_loss"]
+    figure = "agreement" if target == "logits" else "r2"
+    assert record["fidelity"]["recovered"]["texts"] > 0 and figure in record["fidelity"]["transferred"]
     caches = {
         json.loads((d / "transfer.json").read_text()).get("recovery") is not None: d
         for d in (out / TRANSFERS_DIR).iterdir()

@@ -229,6 +229,9 @@ def test_recovery_from_an_exact_transfer_starts_at_zero_loss(twins, cli, tmp_pat
     record = manifest["recovery"]
     assert record["target"] == "logits" and record["steps"] == 3 and "recovered 3 steps on logits" in result.stdout
     assert record["first_loss"] < 1e-5, "the twin already computes the teacher's logits"
+    exact = record["fidelity"]["transferred"]  # held-out texts, never trained on
+    assert exact["texts"] > 0 and exact["agreement"] == 1.0 and exact["kl"] < 1e-6
+    assert "held-out fidelity on" in result.stdout and "agreement 1.000 after the transfer" in result.stdout
     model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(str(twins["twin"])),
                                       str(tmp_path / "out"))  # fmt: skip
     assert model.base_model.model.classifier.modules_to_save["default"].weight.shape == (2, HIDDEN)
@@ -244,14 +247,32 @@ def test_recovery_pulls_a_narrower_student_towards_the_teacher_and_loads(twins, 
     )  # fmt: skip
     record = manifest["recovery"]
     assert record["target"] == "hidden" and record["last_loss"] < record["first_loss"]
+    fidelity = record["fidelity"]
+    assert fidelity["recovered"]["r2"] > fidelity["transferred"]["r2"], "recovery raised the held-out R^2"
+    assert fidelity["recovered"]["texts"] + record["texts"] <= 200 and "warning" not in record
     shown = cli("inspect", tmp_path / "out")
     assert shown.exit_code == 0 and "Projection alignment (fitted maps)" in shown.stdout
     assert "held-out R² s->t" in shown.stdout and "15 steps on hidden" in shown.stdout and "B gains" in shown.stdout
+    assert "held out: " in shown.stdout and "r2 " in shown.stdout
     before, after = load_module(tmp_path / "plain"), load_module(tmp_path / "out")
     assert not torch.allclose(before.layers[0]["attn_q"]["lora_A"], after.layers[0]["attn_q"]["lora_A"])
     model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(twins["teacher"])), str(tmp_path / "out"))
     assert model.base_model.model.encoder.layer[1].attention.self.query.lora_A["default"].weight.shape == (4, HIDDEN)
     assert "recovery" not in plain
+
+
+def test_a_fidelity_below_the_minimum_is_warned_about_or_refused(twins, cli, tmp_path):
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "cls", slots=["attn_q"])
+    args = ["--align", "projection", "--probe-data", twins["probe"], "--head", "--recover-steps", "1"]
+    warned, manifest = _transfer(cli, twins["teacher"], twins["twin"], module, tmp_path / "warned", *args,
+                                 "--min-fidelity", "1.01")  # fmt: skip
+    assert "below --min-fidelity 1.01" in warned.stderr and "below --min-fidelity" in manifest["recovery"]["warning"]
+    refused = cli("transfer", "--teacher", twins["teacher"], "--student", twins["twin"], "--module", module,
+                  "--out", tmp_path / "refused", *args, "--min-fidelity", "1.01", "--strict")  # fmt: skip
+    assert refused.exit_code == 2 and "(--strict)" in refused.stderr and not (tmp_path / "refused").exists()
+    alone = cli("transfer", "--teacher", twins["teacher"], "--student", twins["twin"], "--module", module,
+                "--out", tmp_path / "alone", "--min-fidelity", "0.5")  # fmt: skip
+    assert alone.exit_code == 2 and "give --recover-steps" in alone.stderr
 
 
 def test_recovery_needs_probe_texts(twins, cli, tmp_path):

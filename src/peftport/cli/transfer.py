@@ -82,12 +82,34 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
             f"recovered {done['steps']} steps on {done['target']} in {done['seconds']:.1f} s "
             f"(loss {done['first_loss']:.4f} -> {done['last_loss']:.4f})"
         )
+        if line := fidelity_line(done):
+            console.print(line)
+        if "warning" in done:
+            errors.print(f"warning: {done['warning']}", soft_wrap=True)
     if options.head:
         moved = made["head"]
         quality = moved.get("mean_matched_correlation")
         measure = align_method(moved["alignment"]).quality_words() if "alignment" in moved else ""
         known = isinstance(quality, float) and not math.isnan(quality)
         console.print(f"task head {moved['method']}" + (f" (final-layer {measure} {quality:.3f})" if known else ""))
+
+
+def fidelity_line(recovery: dict[str, Any]) -> str:
+    """``held-out fidelity on 200 texts: agreement 0.412 after the transfer -> 0.801 after recovery (KL ...)``."""
+    from peftport.transfers.fidelity import fidelity_figure
+
+    fidelity = recovery.get("fidelity") or {}
+    before, after = fidelity.get("transferred") or {}, fidelity.get("recovered") or {}
+    name, value = fidelity_figure(after)
+    if not after.get("texts") or name == "none":
+        return ""
+    line = (
+        f"held-out fidelity on {after['texts']} texts: {name} {fidelity_figure(before)[1]:.3f} after the transfer "
+        f"-> {value:.3f} after recovery"
+    )
+    if "kl" in after:
+        line += f" (KL {before.get('kl', math.nan):.3f} -> {after['kl']:.3f})"
+    return line
 
 
 def _align(

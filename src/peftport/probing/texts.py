@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 from peftport.errors import PeftportError
@@ -78,3 +79,34 @@ def read_probe_texts(source: str | Path, limit: int) -> list[str]:
     if not texts:
         raise PeftportError(f"probe data '{source}' holds no texts")
     return texts
+
+
+HELD_OUT_SHARE = 0.1
+HELD_OUT_LEAST = 200
+
+
+def held_out_texts(source: str | Path, trained: list[str]) -> tuple[list[str], list[str]]:
+    """Texts kept apart for measuring, never trained on: ``(trained, held out)``.
+
+    The held-out texts are the source's next texts after the ``trained`` ones (10% as many, at least 200),
+    de-duplicated and none equal to a trained text, so the trained texts stay as they were. A source too short
+    for that gives up the trained texts' tail instead, to hold out at most a fifth of all its texts.
+    """
+    want = max(math.ceil(HELD_OUT_SHARE * len(trained)), HELD_OUT_LEAST)
+    seen, held = set(trained), []
+    for text in read_probe_texts(source, len(trained) + 4 * want)[len(trained) :]:
+        if text not in seen:
+            seen.add(text)
+            held.append(text)
+        if len(held) == want:
+            return trained, held
+    missing = min(want, (len(trained) + len(held)) // 5) - len(held)
+    if missing <= 0:
+        return trained, held
+    kept, given = trained[:-missing], trained[-missing:]
+    known = set(kept) | set(held)
+    for text in given:
+        if text not in known:
+            known.add(text)
+            held.append(text)
+    return kept, held

@@ -22,7 +22,7 @@ from peftport.errors import PeftportError
 from peftport.formats.peft_lora import head_extras
 from peftport.formats.registry import detect_format, load_module
 from peftport.probing.session import ProbePlan, ProbeSession
-from peftport.probing.texts import read_probe_texts
+from peftport.probing.texts import held_out_texts, read_probe_texts
 from peftport.transfers.alignment import (
     alignment_record,
     data_free_alignment,
@@ -32,6 +32,7 @@ from peftport.transfers.alignment import (
     solve_alignment,
 )
 from peftport.transfers.checks import check_hostable, check_prunable, check_teacher_fit, check_widths
+from peftport.transfers.fidelity import fidelity_figure
 from peftport.transfers.heads import check_head_width, final_layer_map
 from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality
 from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
@@ -144,10 +145,26 @@ def transfer_module(
         session = probed.session
         texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)
         hidden_map = final_hidden_map(final_found, t_info.dims, s_info.dims)
-        result, moved = recover_module(result, moved, recovery, texts, hidden_map)
+        texts, held_out = held_out_texts(options.probe_data or "", texts)
+        result, moved = recover_module(result, moved, recovery, texts, hidden_map, held_out)
+        _judge_fidelity(result.provenance["recovery"], options)
         if options.head and moved is not None:
             result = result.with_layers(result.layers, extras=head_extras(moved))
     return Transferred(result, moved, final_found)
+
+
+def _judge_fidelity(record: dict[str, Any], options: TransferOptions) -> None:
+    """A recovery whose held-out fidelity fell, or stayed below ``min_fidelity``, gets a ``warning`` in its
+    record; with ``strict`` the latter is an error (nothing is written)."""
+    name, after = fidelity_figure(record["fidelity"]["recovered"])
+    _, before = fidelity_figure(record["fidelity"]["transferred"])
+    if options.min_fidelity is not None and not after >= options.min_fidelity:  # NaN: not reached
+        warning = f"held-out {name} {after:.3f} after recovery is below --min-fidelity {options.min_fidelity:g}"
+        if options.strict:
+            raise PeftportError(f"{warning} (--strict)")
+        record["warning"] = warning
+    elif after < before:
+        record["warning"] = f"recovery lowered the held-out {name} from {before:.3f} to {after:.3f}"
 
 
 def _probe(

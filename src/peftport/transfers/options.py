@@ -81,6 +81,12 @@ class TransferFields(BaseModel):
     recover_lr: float | None = Field(
         None, description=f"Learning rate of recovery (default {DEFAULT_RECOVER_LR:g}).", json_schema_extra=LATER
     )
+    min_fidelity: float | None = Field(
+        None,
+        description="After recovery: warn when the held-out fidelity (agreement with the teacher's predictions, "
+        "or R^2 of the mapped final states without --head) is lower; with --strict, fail and write nothing.",
+        json_schema_extra=LATER,
+    )
 
     @field_validator("align")
     @classmethod
@@ -117,6 +123,12 @@ class TransferFields(BaseModel):
         if value is not None and not value > 0:
             raise ValueError("recovery needs a positive learning rate")
         return value
+
+    @model_validator(mode="after")
+    def _fidelity_needs_recovery(self) -> TransferFields:
+        if self.min_fidelity is not None and not self.recover_steps:
+            raise ValueError("--min-fidelity judges recovery's held-out fidelity: give --recover-steps N")
+        return self
 
     @property
     def method(self) -> AlignMethod:

@@ -9,7 +9,6 @@ trainable in ``student`` move; both models run in eval mode (no dropout).
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +24,10 @@ from peftport.core.alignment import PointAlignment
 from peftport.core.module import LayerTensors, PeftModule
 from peftport.errors import PeftportError
 from peftport.formats.loading import head_labels, user_model_class
-from peftport.probing.collect import MODEL_INPUTS, encode_texts
-from peftport.probing.tokens import TokenMatch, gather_matched, match_by_offsets
+from peftport.probing.collect import encode_texts
+from peftport.probing.tokens import TokenMatch, gather_matched
+from peftport.transfers.fidelity import measure_fidelity
+from peftport.transfers.paired import RecoveryModels, forward, shared_tokens
 
 
 @dataclass(frozen=True)
@@ -41,36 +42,6 @@ class RecoveryOptions:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
             raise PeftportError("recovery needs steps >= 0, a positive batch size and a positive learning rate")
-
-
-@dataclass(frozen=True)
-class RecoveryModels:
-    """Teacher and student task or base models with their modules attached, and their tokenizers."""
-
-    teacher: torch.nn.Module
-    student: torch.nn.Module
-    teacher_tokenizer: Any
-    student_tokenizer: Any
-
-
-def _accepted(model: torch.nn.Module) -> set[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(type(base).forward).parameters)
-
-
-def _forward(model: torch.nn.Module, encoded: Any) -> Any:
-    device = next(model.parameters()).device
-    accepted = _accepted(model)
-    inputs = {k: v.to(device) for k, v in encoded.items() if k in MODEL_INPUTS and k in accepted}
-    return model(**inputs, output_hidden_states=True)
-
-
-def _matches(texts: list[str], t_enc: Any, s_enc: Any) -> list[TokenMatch]:
-    keys = ("offset_mapping", "special_tokens_mask")
-    return [
-        match_by_offsets(text, {k: t_enc[k][i].tolist() for k in keys}, {k: s_enc[k][i].tolist() for k in keys})
-        for i, text in enumerate(texts)
-    ]
 
 
 def _loss(t_out: Any, s_out: Any, matches: list[TokenMatch], hidden_map: torch.Tensor | None) -> torch.Tensor:
@@ -120,8 +91,8 @@ def recover(
         t_enc = encode_texts(models.teacher_tokenizer, batch, options.max_length)
         s_enc = encode_texts(models.student_tokenizer, batch, options.max_length)
         with torch.no_grad():
-            t_out = _forward(models.teacher, t_enc)
-        loss = _loss(t_out, _forward(models.student, s_enc), _matches(batch, t_enc, s_enc), hidden_map)
+            t_out = forward(models.teacher, t_enc)
+        loss = _loss(t_out, forward(models.student, s_enc), shared_tokens(batch, t_enc, s_enc), hidden_map)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -218,17 +189,27 @@ def recover_module(
     recovery: Recovery,
     texts: list[str],
     hidden_map: torch.Tensor | None,
+    held_out: list[str] | None = None,
 ) -> tuple[PeftModule, dict[str, torch.Tensor] | None]:
     """``result`` (a transferred module) and its moved ``head`` after ``recovery.options.steps`` recovery steps
     on ``texts`` towards the teacher: on logits when a head moved, else on the teacher's final hidden states
-    mapped by ``hidden_map``. The module's provenance gains the ``recovery`` record."""
+    mapped by ``hidden_map``. The module's provenance gains the ``recovery`` record, with the fidelity on the
+    ``held_out`` texts right after the transfer and after recovery (``transfers.fidelity``)."""
     from peftport.formats.registry import save_module
 
     with tempfile.TemporaryDirectory() as scratch:
         before, after = Path(scratch) / "before", Path(scratch) / "after"
         save_module(result, before)
         models = recovery.backend.models(before, head)
-        record = recover(models, texts, recovery.options, None if head is not None else hidden_map)
+        target = None if head is not None else hidden_map
+        start = time.perf_counter()
+        transferred = measure_fidelity(models, held_out or [], target, recovery.options.max_length)
+        seconds = time.perf_counter() - start
+        record = recover(models, texts, recovery.options, target)
+        start = time.perf_counter()
+        recovered = measure_fidelity(models, held_out or [], target, recovery.options.max_length)
+        fidelity = {"transferred": transferred, "recovered": recovered}
+        record.update(texts=len(texts), fidelity=fidelity, fidelity_seconds=seconds + time.perf_counter() - start)
         layers, recovered_head = recovery.backend.read_back(models.student, after, head is not None)
     return result.with_layers(layers, provenance={**result.provenance, "recovery": record}), recovered_head
 

@@ -1,0 +1,53 @@
+"""Fidelity without labels, and the held-out texts it is measured on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from peftport.probing.texts import held_out_texts
+from peftport.transfers.fidelity import fidelity_figure, hidden_fidelity, logit_fidelity
+
+
+def _write(path, texts):
+    path.write_text("\n".join(texts) + "\n")
+    return path
+
+
+def test_held_out_texts_follow_the_trained_ones_and_leave_them_as_they_are(tmp_path):
+    texts = [f"text number {i}" for i in range(1500)]
+    source = _write(tmp_path / "texts.txt", texts[:1000] + ["text number 3"] + texts[1000:])  # a repeat
+    trained, held = held_out_texts(source, texts[:1000])
+    assert trained == texts[:1000] and len(held) == 200 and held == texts[1000:1200]
+    more, held_more = held_out_texts(_write(tmp_path / "more.txt", [f"t {i}" for i in range(9000)]),
+                                     [f"t {i}" for i in range(3000)])  # fmt: skip
+    assert len(more) == 3000 and len(held_more) == 300  # 10%, when that is more than 200
+
+
+def test_a_short_source_gives_up_the_tail_of_its_trained_texts(tmp_path):
+    texts = [f"short {i}" for i in range(120)]
+    trained, held = held_out_texts(_write(tmp_path / "short.txt", texts), texts)
+    assert len(held) == 24 and trained == texts[:96] and not set(trained) & set(held)
+    repeated = texts[:60] + texts[:60]
+    kept, held = held_out_texts(_write(tmp_path / "twice.txt", repeated), repeated)
+    assert held == [] or not set(kept) & set(held), "a held-out text is never a trained one"
+
+
+def test_logit_fidelity_counts_agreement_and_kl():
+    teacher = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 0.0, 0.0]])
+    student = teacher.clone()
+    student[3] = torch.tensor([0.0, 3.0, 0.0])
+    measured = logit_fidelity(teacher, student)
+    assert measured["agreement"] == pytest.approx(0.75) and measured["kl"] > 0
+    assert logit_fidelity(teacher, teacher)["kl"] == pytest.approx(0.0, abs=1e-7)
+    regression = logit_fidelity(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[2.0], [4.0], [6.5]]))
+    assert set(regression) == {"correlation"} and regression["correlation"] > 0.99
+    assert fidelity_figure(regression) == ("correlation", regression["correlation"])
+
+
+def test_hidden_fidelity_is_an_r2_against_the_mapped_teacher():
+    target = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    assert hidden_fidelity(target, target)["r2"] == pytest.approx(1.0)
+    assert hidden_fidelity(target, target.mean(0).expand_as(target))["r2"] == pytest.approx(0.0, abs=1e-9)
+    noisy = hidden_fidelity(target, target + 0.5 * torch.randn(50, 8, generator=torch.Generator().manual_seed(1)))
+    assert 0.5 < noisy["r2"] < 1 and noisy["relative_mse"] > 0
