@@ -289,6 +289,10 @@ def test_a_recovered_transfer_is_not_reused_at_another_students_rate(grid):
     cached = {(r["transfer"], r["transfer_cached"]) for r in moved}
     assert len(moved) == 4 and cached == {("skip+head", False), ("skip+head", True), ("skip+head+rec3", False)}
     assert len(list((out / TRANSFERS_DIR).iterdir())) == 3
+    # the teacher's outputs were computed once, for the recovery texts and the held-out texts, and reused
+    assert len(list((out / "teacher_outputs").iterdir())) == 2
+    first, second = (r["recovery"] for r in moved if r["transfer"] == "skip+head+rec3")
+    assert second["teacher_seconds"] < first["teacher_seconds"] or second["teacher_seconds"] < 0.05
 
 
 def test_cpu_info_reads_the_model_name_and_flags(tmp_path):

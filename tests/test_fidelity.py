@@ -51,3 +51,25 @@ def test_hidden_fidelity_is_an_r2_against_the_mapped_teacher():
     assert hidden_fidelity(target, target.mean(0).expand_as(target))["r2"] == pytest.approx(0.0, abs=1e-9)
     noisy = hidden_fidelity(target, target + 0.5 * torch.randn(50, 8, generator=torch.Generator().manual_seed(1)))
     assert 0.5 < noisy["r2"] < 1 and noisy["relative_mse"] > 0
+
+
+def test_the_teachers_outputs_are_cached_once_and_reused_exactly(tmp_path, monkeypatch):
+    import peftport
+    from module_factory import make_peft_lora
+    from peftport.transfers import teacher_outputs
+    from tiny_models import save_tiny_model
+    from tiny_tokenizers import probe_sentences, save_wordpiece
+
+    teacher = save_wordpiece(save_tiny_model("bert", 2, tmp_path / "teacher", hidden=32, vocab_size=200))
+    student = save_wordpiece(save_tiny_model("bert", 2, tmp_path / "student", hidden=32, vocab_size=200, seed=1))
+    module = make_peft_lora(teacher, "bert", tmp_path / "lora", slots=["attn_q"])
+    probe = _write(tmp_path / "probe.txt", probe_sentences(80, seed=2))
+    computed, real = [], teacher_outputs.compute_outputs
+    monkeypatch.setattr(teacher_outputs, "compute_outputs", lambda *a, **k: computed.append(1) or real(*a, **k))
+    options = {"probe_data": str(probe), "head": True, "recover_steps": 3, "teacher_cache": str(tmp_path / "cache")}
+    first = peftport.transfer(module, str(teacher), str(student), **options).provenance["recovery"]
+    assert len(computed) == 2  # the recovery texts and the held-out texts
+    again = peftport.transfer(module, str(teacher), str(student), **options).provenance["recovery"]
+    assert len(computed) == 2 and len(list((tmp_path / "cache").iterdir())) == 2
+    assert (again["first_loss"], again["last_loss"]) == (first["first_loss"], first["last_loss"])
+    assert again["fidelity"] == first["fidelity"]

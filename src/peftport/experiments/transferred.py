@@ -34,9 +34,11 @@ from peftport.tasks.data import TaskData
 from peftport.transfers.api import transfer_module
 from peftport.transfers.options import TransferOptions
 from peftport.transfers.recovery import Recovery, RecoveryModels, RecoveryOptions
+from peftport.transfers.teacher_outputs import teacher_key
 from peftport.zoo import resolve_model
 
 HEAD_FILE = "head.safetensors"
+TEACHER_OUTPUTS_DIR = "teacher_outputs"  # the trained teachers' outputs on recovery texts, shared by the grid's runs
 
 
 def transfer_key(spec: dict[str, Any]) -> str:
@@ -73,7 +75,8 @@ def transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, 
     # the teacher's head moves when it is aligned, or copied when recovery trains it (else it is read as it is)
     moves_head = config.head == "teacher" and (config.method.aligns or config.recover_steps > 0)
     backend = TrainedModels(teacher, student, teacher_module, data, typed.module)
-    recovery = Recovery(recovery_settings(spec), backend) if config.recover_steps else None
+    cache = (out / TEACHER_OUTPUTS_DIR, teacher_key(teacher, teacher_module, "grid"))
+    recovery = Recovery(recovery_settings(spec), backend, cache) if config.recover_steps else None
     start = time.perf_counter()
     moved = transfer_module(
         teacher_module,

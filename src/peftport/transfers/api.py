@@ -40,6 +40,7 @@ from peftport.transfers.options import TransferOptions, transfer_options
 from peftport.transfers.output import moved_head, student_module, teacher_head
 from peftport.transfers.provenance import provenance
 from peftport.transfers.recovery import Recovery, RecoveryOptions, UserModels, final_hidden_map, recover_module
+from peftport.transfers.teacher_outputs import teacher_key
 
 
 @dataclass
@@ -126,9 +127,10 @@ def transfer_module(
     if head is None and options.head:
         head = teacher_head(source)
     if recovery is None and options.recover_steps:
-        recovery = Recovery(
-            RecoveryOptions(options.recover_steps, options.recovery_lr), UserModels(module, teacher, student)
-        )
+        settings = RecoveryOptions(options.recover_steps, options.recovery_lr)
+        cached = options.teacher_cache is not None and not isinstance(module, PeftModule)
+        cache = (Path(str(options.teacher_cache)), teacher_key(teacher, Path(module), "user")) if cached else None
+        recovery = Recovery(settings, UserModels(module, teacher, student), cache)
     plan = _checked_plan(source, t_info, s_info, options, alignment, head is not None or recovery is not None)
     if head is not None and plan.method.aligns:
         check_head_width(head, t_info.dims.hidden_size)
@@ -146,7 +148,7 @@ def transfer_module(
         texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)
         hidden_map = final_hidden_map(final_found, t_info.dims, s_info.dims)
         texts, held_out = held_out_texts(options.probe_data or "", texts)
-        result, moved = recover_module(result, moved, recovery, texts, hidden_map, held_out)
+        result, moved = recover_module(result, moved, recovery, texts, hidden_map, held_out, console)
         _judge_fidelity(result.provenance["recovery"], options)
         if options.head and moved is not None:
             result = result.with_layers(result.layers, extras=head_extras(moved))

@@ -15,23 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import gather_matched
-from peftport.transfers.paired import RecoveryModels, encoded_pair, forward
+from peftport.transfers.paired import RecoveryModels, forward
+from peftport.transfers.teacher_outputs import TeacherOutputs, teacher_outputs
 
 FIDELITY_BATCH = 32
-
-
-def _logit_rows(t_out: Any, s_out: Any, matches: list) -> tuple[torch.Tensor, torch.Tensor]:
-    t_logits, s_logits = t_out.logits.float(), s_out.logits.float()
-    if t_logits.dim() == 3:  # token heads: shared tokens only
-        return gather_matched(t_logits, matches, "teacher"), gather_matched(s_logits, matches, "student")
-    return t_logits, s_logits
-
-
-def _hidden_rows(t_out: Any, s_out: Any, matches: list, hidden_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    t_rows = gather_matched(t_out.hidden_states[-1].float(), matches, "teacher")
-    s_rows = gather_matched(s_out.hidden_states[-1].float(), matches, "student")
-    return t_rows @ hidden_map.to(t_rows).T, s_rows
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -42,31 +31,39 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def measure_fidelity(
-    models: RecoveryModels, texts: list[str], hidden_map: torch.Tensor | None, max_length: int = 128
+    models: RecoveryModels,
+    texts: list[str],
+    hidden_map: torch.Tensor | None,
+    max_length: int = 128,
+    outputs: TeacherOutputs | None = None,
 ) -> dict[str, Any]:
-    """Fidelity of ``models.student`` to ``models.teacher`` on ``texts``: on the logits (``hidden_map`` None,
-    a moved head) or on the final hidden states read through ``hidden_map`` ``(d_s, d_t)``."""
+    """Fidelity of ``models.student`` to the teacher on ``texts``: on the logits (``hidden_map`` None, a moved
+    head) or on the final hidden states read through ``hidden_map`` ``(d_s, d_t)``. ``outputs``: the teacher's
+    on ``texts``, when already computed (``transfers.teacher_outputs``)."""
     if not texts:
         return {"texts": 0}
-    targets, outputs = [], []
-    models.teacher.eval()
+    target = "logits" if hidden_map is None else "hidden"
+    if outputs is None:
+        outputs = teacher_outputs(models, texts, target, max_length, FIDELITY_BATCH)
+    teachers, students = [], []
     models.student.eval()
     with torch.no_grad():
         for start in range(0, len(texts), FIDELITY_BATCH):
-            batch = texts[start : start + FIDELITY_BATCH]
-            t_enc, s_enc, matches = encoded_pair(models, batch, max_length)
-            t_out, s_out = forward(models.teacher, t_enc), forward(models.student, s_enc)
-            rows = (
-                _logit_rows(t_out, s_out, matches)
-                if hidden_map is None
-                else _hidden_rows(t_out, s_out, matches, hidden_map)
-            )
-            targets.append(rows[0].cpu())
-            outputs.append(rows[1].cpu())
-    target, output = torch.cat(targets), torch.cat(outputs)
-    if hidden_map is not None:
-        return {"texts": len(texts), "rows": int(target.shape[0]), **hidden_fidelity(target, output)}
-    return {"texts": len(texts), "rows": int(target.shape[0]), **logit_fidelity(target, output)}
+            indices = list(range(start, min(start + FIDELITY_BATCH, len(texts))))
+            batch = [texts[i] for i in indices]
+            s_enc = encode_texts(models.student_tokenizer, batch, max_length)
+            s_out, matches = forward(models.student, s_enc), outputs.matches(indices, batch, s_enc)
+            rows = outputs.rows_at(indices, matches)
+            if hidden_map is not None:
+                teachers.append(rows @ hidden_map.to(rows).T)
+                students.append(gather_matched(s_out.hidden_states[-1].float(), matches, "student").cpu())
+            else:
+                logits = s_out.logits.float()
+                teachers.append(rows)
+                students.append((gather_matched(logits, matches, "student") if logits.dim() == 3 else logits).cpu())
+    teacher, student = torch.cat(teachers), torch.cat(students)
+    figures = hidden_fidelity(teacher, student) if hidden_map is not None else logit_fidelity(teacher, student)
+    return {"texts": len(texts), "rows": int(teacher.shape[0]), **figures}
 
 
 def logit_fidelity(teacher: torch.Tensor, student: torch.Tensor) -> dict[str, float]:

@@ -163,6 +163,11 @@ class TransferOptions(TransferFields):
         json_schema_extra={"flag": "--strict"},
     )
     seed: int = Field(0, description="Seed of the fresh initialisation of layers below --min-quality.")
+    teacher_cache: str | None = Field(
+        None,
+        description="Folder that keeps the teacher's outputs on the recovery texts, for other students, seeds and "
+        "reruns to reuse (default: computed for this transfer only).",
+    )
     batch_size: int = Field(32, description="Probe texts per forward pass.", json_schema_extra={"cli": False})
     max_length: int = Field(128, description="Tokens per probe text.", json_schema_extra={"cli": False})
     min_shared_tokens: int = Field(

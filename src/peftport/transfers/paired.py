@@ -1,5 +1,5 @@
-"""Running a teacher and a student on the same texts: the two models with their tokenizers, one forward pass
-each, and the tokens both tokenizers share (by character offsets). Recovery trains on these passes; fidelity
+"""Running a teacher and a student on the same texts: the two models with their tokenizers, and one forward
+pass (the shared tokens come from ``transfers.teacher_outputs``). Recovery trains on these passes; fidelity
 measures on them."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from peftport.probing.collect import MODEL_INPUTS, encode_texts
-from peftport.probing.tokens import TokenMatch, match_by_offsets
+from peftport.probing.collect import MODEL_INPUTS
 
 
 @dataclass(frozen=True)
@@ -36,19 +35,3 @@ def forward(model: torch.nn.Module, encoded: Any) -> Any:
     accepted = accepted_inputs(model)
     inputs = {k: v.to(device) for k, v in encoded.items() if k in MODEL_INPUTS and k in accepted}
     return model(**inputs, output_hidden_states=True)
-
-
-def shared_tokens(texts: list[str], t_enc: Any, s_enc: Any) -> list[TokenMatch]:
-    """Per text, the token positions of the two encodings that cover the same characters."""
-    keys = ("offset_mapping", "special_tokens_mask")
-    return [
-        match_by_offsets(text, {k: t_enc[k][i].tolist() for k in keys}, {k: s_enc[k][i].tolist() for k in keys})
-        for i, text in enumerate(texts)
-    ]
-
-
-def encoded_pair(models: RecoveryModels, texts: list[str], max_length: int) -> tuple[Any, Any, list[TokenMatch]]:
-    """Both encodings of ``texts`` and their shared tokens."""
-    t_enc = encode_texts(models.teacher_tokenizer, texts, max_length)
-    s_enc = encode_texts(models.student_tokenizer, texts, max_length)
-    return t_enc, s_enc, shared_tokens(texts, t_enc, s_enc)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 
 from peftport.architectures.spec import ModelDims
 from peftport.core.alignment import PointAlignment
@@ -26,8 +28,9 @@ from peftport.errors import PeftportError
 from peftport.formats.loading import head_labels, user_model_class
 from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched
-from peftport.transfers.fidelity import measure_fidelity
-from peftport.transfers.paired import RecoveryModels, forward, shared_tokens
+from peftport.transfers.fidelity import FIDELITY_BATCH, measure_fidelity
+from peftport.transfers.paired import RecoveryModels, forward
+from peftport.transfers.teacher_outputs import teacher_outputs
 
 
 @dataclass(frozen=True)
@@ -44,27 +47,26 @@ class RecoveryOptions:
             raise PeftportError("recovery needs steps >= 0, a positive batch size and a positive learning rate")
 
 
-def _loss(t_out: Any, s_out: Any, matches: list[TokenMatch], hidden_map: torch.Tensor | None) -> torch.Tensor:
-    """KL on logits (``hidden_map`` None) or relative MSE on mapped final hidden states."""
+def _loss(
+    teacher: torch.Tensor, s_out: Any, matches: list[TokenMatch], hidden_map: torch.Tensor | None
+) -> torch.Tensor:
+    """KL on logits (``hidden_map`` None) or relative MSE on mapped final hidden states; ``teacher``: the
+    teacher's rows for the batch (``TeacherOutputs.rows_at``)."""
     if hidden_map is None:
-        t_logits, s_logits = t_out.logits.float(), s_out.logits.float()
-        if t_logits.dim() == 3:  # token heads: shared tokens only
-            t_logits, s_logits = (
-                gather_matched(t_logits, matches, "teacher"),
-                gather_matched(s_logits, matches, "student"),
-            )
-        log_s, log_t = F.log_softmax(s_logits, -1), F.log_softmax(t_logits, -1)
+        s_logits = s_out.logits.float()
+        if s_logits.dim() == 3:  # token heads: shared tokens only
+            s_logits = gather_matched(s_logits, matches, "student")
+        log_s, log_t = F.log_softmax(s_logits, -1), F.log_softmax(teacher, -1)
         return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
-    t_rows = gather_matched(t_out.hidden_states[-1].float(), matches, "teacher")
     s_rows = gather_matched(s_out.hidden_states[-1].float(), matches, "student")
-    target = t_rows @ hidden_map.to(t_rows).T
+    target = teacher @ hidden_map.to(teacher).T
     return F.mse_loss(s_rows, target) / target.pow(2).mean().clamp_min(1e-12)
 
 
-def _batches(texts: list[str], size: int) -> Iterator[list[str]]:
+def _batches(count: int, size: int) -> Iterator[list[int]]:
     while True:  # cycle through the texts in order: the same batches for the same texts
-        for start in range(0, len(texts), size):
-            yield texts[start : start + size]
+        for start in range(0, count, size):
+            yield list(range(start, min(start + size, count)))
 
 
 def recover(
@@ -72,10 +74,12 @@ def recover(
     texts: list[str],
     options: RecoveryOptions,
     hidden_map: torch.Tensor | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    cache: tuple[Path, str] | None = None,
 ) -> dict[str, Any]:
-    """Train ``models.student``'s trainable parameters towards the teacher's outputs on ``texts``; returns
-    the record: steps, seconds, target, loss at the first and the last step."""
+    """Train ``models.student``'s trainable parameters towards the teacher's outputs on ``texts`` (computed
+    once, fp16, or read from ``cache``: see ``transfers.teacher_outputs``); returns the record: steps, seconds
+    (training, and the teacher's share), target, loss at the first and the last step."""
     if not (models.teacher_tokenizer.is_fast and models.student_tokenizer.is_fast):
         raise PeftportError("recovery matches tokens by character offsets: it needs fast tokenizers on both sides")
     params = [p for p in models.student.parameters() if p.requires_grad]
@@ -84,25 +88,29 @@ def recover(
     optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=0.0)
     models.teacher.eval()
     models.student.eval()
-    losses, start = [], time.perf_counter()
-    batches = _batches(texts, options.batch_size)
+    start = time.perf_counter()
+    target = "hidden" if hidden_map is not None else "logits"
+    used = texts[: options.steps * options.batch_size]  # only the texts the steps reach need the teacher
+    outputs = teacher_outputs(models, used, target, options.max_length, options.batch_size, cache)
+    teacher_seconds, losses = time.perf_counter() - start, []
+    batches = _batches(len(used), options.batch_size)
     for step in range(options.steps):
-        batch = next(batches)
-        t_enc = encode_texts(models.teacher_tokenizer, batch, options.max_length)
+        indices = next(batches)
+        batch = [used[i] for i in indices]
         s_enc = encode_texts(models.student_tokenizer, batch, options.max_length)
-        with torch.no_grad():
-            t_out = forward(models.teacher, t_enc)
-        loss = _loss(t_out, forward(models.student, s_enc), shared_tokens(batch, t_enc, s_enc), hidden_map)
+        matches = outputs.matches(indices, batch, s_enc)
+        loss = _loss(outputs.rows_at(indices, matches), forward(models.student, s_enc), matches, hidden_map)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
         if on_step is not None:
-            on_step(step + 1, options.steps)
+            on_step(step + 1, options.steps, losses[-1])
     return {
         "steps": options.steps,
         "seconds": time.perf_counter() - start,
-        "target": "hidden" if hidden_map is not None else "logits",
+        "teacher_seconds": teacher_seconds,
+        "target": target,
         "learning_rate": options.learning_rate,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
@@ -128,6 +136,7 @@ class Recovery:
 
     options: RecoveryOptions
     backend: RecoveryBackend
+    cache: tuple[Path, str] | None = None  # a folder for the teacher's outputs and the teacher's key in it
 
 
 def _loaded(reference: str, module: PeftModule, head: bool) -> torch.nn.Module:
@@ -190,6 +199,7 @@ def recover_module(
     texts: list[str],
     hidden_map: torch.Tensor | None,
     held_out: list[str] | None = None,
+    console: Console | None = None,
 ) -> tuple[PeftModule, dict[str, torch.Tensor] | None]:
     """``result`` (a transferred module) and its moved ``head`` after ``recovery.options.steps`` recovery steps
     on ``texts`` towards the teacher: on logits when a head moved, else on the teacher's final hidden states
@@ -202,16 +212,33 @@ def recover_module(
         save_module(result, before)
         models = recovery.backend.models(before, head)
         target = None if head is not None else hidden_map
-        start = time.perf_counter()
-        transferred = measure_fidelity(models, held_out or [], target, recovery.options.max_length)
+        start, held_out, length = time.perf_counter(), held_out or [], recovery.options.max_length
+        kind = "logits" if target is None else "hidden"
+        outputs = teacher_outputs(models, held_out, kind, length, FIDELITY_BATCH, recovery.cache) if held_out else None
+        transferred = measure_fidelity(models, held_out, target, length, outputs)
         seconds = time.perf_counter() - start
-        record = recover(models, texts, recovery.options, target)
+        with _progress(console, recovery.options.steps) as on_step:
+            record = recover(models, texts, recovery.options, target, on_step, cache=recovery.cache)
         start = time.perf_counter()
-        recovered = measure_fidelity(models, held_out or [], target, recovery.options.max_length)
+        recovered = measure_fidelity(models, held_out, target, length, outputs)
         fidelity = {"transferred": transferred, "recovered": recovered}
         record.update(texts=len(texts), fidelity=fidelity, fidelity_seconds=seconds + time.perf_counter() - start)
         layers, recovered_head = recovery.backend.read_back(models.student, after, head is not None)
     return result.with_layers(layers, provenance={**result.provenance, "recovery": record}), recovered_head
+
+
+@contextmanager
+def _progress(console: Console | None, steps: int) -> Iterator[Callable[[int, int, float], None] | None]:
+    """A progress bar of recovery steps with the last loss, on ``console`` (none without one)."""
+    if console is None:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("recovery"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("recovery", total=steps, loss="")
+        yield lambda step, total, loss: progress.update(task, completed=step, loss=f"loss {loss:.4f}")
 
 
 def _save_student(model: torch.nn.Module, directory: Path) -> None:
