@@ -39,6 +39,7 @@ def test_logit_fidelity_counts_agreement_and_kl():
     student[3] = torch.tensor([0.0, 3.0, 0.0])
     measured = logit_fidelity(teacher, student)
     assert measured["agreement"] == pytest.approx(0.75) and measured["kl"] > 0
+    assert measured["balanced_agreement"] == pytest.approx((0.5 + 1 + 1) / 3)  # label 0: one of two agree
     assert logit_fidelity(teacher, teacher)["kl"] == pytest.approx(0.0, abs=1e-7)
     regression = logit_fidelity(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[2.0], [4.0], [6.5]]))
     assert set(regression) == {"correlation"} and regression["correlation"] > 0.99
@@ -73,3 +74,6 @@ def test_the_teachers_outputs_are_cached_once_and_reused_exactly(tmp_path, monke
     assert len(computed) == 2 and len(list((tmp_path / "cache").iterdir())) == 2
     assert (again["first_loss"], again["last_loss"]) == (first["first_loss"], first["last_loss"])
     assert again["fidelity"] == first["fidelity"]
+    shorter = peftport.transfer(module, str(teacher), str(student), **{**options, "recover_steps": 1})
+    assert len(computed) == 2, "fewer steps read the first texts of the same cached list"
+    assert shorter.provenance["recovery"]["first_loss"] == first["first_loss"]

@@ -121,7 +121,8 @@ def _manifest(manifest: dict[str, Any]) -> Table:
     return table
 
 
-FIDELITY_FIGURES = ("agreement", "correlation", "r2", "kl")  # transfers.fidelity's figures, most telling first
+# transfers.fidelity's figures, in the order shown
+FIDELITY_FIGURES = ("agreement", "balanced_agreement", "correlation", "r2", "kl")
 
 
 def _fidelity(fidelity: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 
 With a moved task head: the share of predictions the student and the teacher agree on (token heads at the
 tokens both tokenizers share, sequence heads per text; a one-output regression head: the Pearson correlation
-of the two outputs instead) and the mean KL(teacher || student) of their label distributions. Without a head:
+of the two outputs instead), the same per label the teacher predicts and averaged over those labels (so that
+a frequent label such as NER's "O" does not dominate), and the mean KL(teacher || student) of their label
+distributions. Without a head:
 the R^2 of the student's final hidden states against the teacher's mapped into the student's space (the
 target recovery trains on), pooled over shared tokens and dimensions. Both models run in eval mode.
 """
@@ -67,8 +69,9 @@ def measure_fidelity(
 
 
 def logit_fidelity(teacher: torch.Tensor, student: torch.Tensor) -> dict[str, float]:
-    """Agreement and mean KL(teacher || student) of two ``(rows, labels)`` logit tables; one label (a
-    regression head): the correlation of the two outputs.
+    """Agreement, the mean over the teacher's predicted labels of each one's agreement, and the mean
+    KL(teacher || student) of two ``(rows, labels)`` logit tables; one label (a regression head): the
+    correlation of the two outputs.
 
     >>> t = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     >>> logit_fidelity(t, t)["agreement"], logit_fidelity(t, t.flip(1))["agreement"]
@@ -78,10 +81,15 @@ def logit_fidelity(teacher: torch.Tensor, student: torch.Tensor) -> dict[str, fl
         return {"agreement": float("nan"), "kl": float("nan")}
     if teacher.shape[-1] == 1:
         return {"correlation": _pearson(teacher, student)}
-    agreement = (teacher.argmax(-1) == student.argmax(-1)).double().mean().item()
+    predicted, same = teacher.argmax(-1), teacher.argmax(-1) == student.argmax(-1)
+    per_label = [same[predicted == label].double().mean().item() for label in predicted.unique().tolist()]
     log_t, log_s = F.log_softmax(teacher, -1), F.log_softmax(student, -1)
     kl = F.kl_div(log_s, log_t, log_target=True, reduction="batchmean").item()
-    return {"agreement": float(agreement), "kl": float(kl)}
+    return {
+        "agreement": float(same.double().mean().item()),
+        "balanced_agreement": float(sum(per_label) / len(per_label)),  # a frequent label ("O") does not dominate
+        "kl": float(kl),
+    }
 
 
 def hidden_fidelity(target: torch.Tensor, output: torch.Tensor) -> dict[str, float]:

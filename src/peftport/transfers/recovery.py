@@ -91,7 +91,7 @@ def recover(
     start = time.perf_counter()
     target = "hidden" if hidden_map is not None else "logits"
     used = texts[: options.steps * options.batch_size]  # only the texts the steps reach need the teacher
-    outputs = teacher_outputs(models, used, target, options.max_length, options.batch_size, cache)
+    outputs = teacher_outputs(models, texts, target, options.max_length, options.batch_size, cache, len(used))
     teacher_seconds, losses = time.perf_counter() - start, []
     batches = _batches(len(used), options.batch_size)
     for step in range(options.steps):

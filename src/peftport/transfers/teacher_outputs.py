@@ -104,15 +104,20 @@ def teacher_outputs(
     max_length: int,
     batch_size: int,
     cache: tuple[Path, str] | None = None,
+    needed: int | None = None,
 ) -> TeacherOutputs:
-    """The teacher's outputs on ``texts``: read from ``cache`` (a folder and the teacher's key, see
-    ``outputs_key``) when they are there, else computed (and then written there)."""
+    """The teacher's outputs on the first ``needed`` (default: all) of ``texts``: read from ``cache`` (a folder
+    and the teacher's key, see ``outputs_key``, which names the whole list) when as many are there, else
+    computed (and then written there)."""
+    count = len(texts) if needed is None else min(needed, len(texts))
     if cache is None:
-        return compute_outputs(models, texts, target, max_length, batch_size)
+        return compute_outputs(models, texts[:count], target, max_length, batch_size)
     folder = cache[0] / outputs_key(cache[1], target, max_length, texts)
     if (folder / META_FILE).is_file():
-        return _read(folder)
-    outputs = compute_outputs(models, texts, target, max_length, batch_size)
+        found = _read(folder)
+        if len(found.rows) >= count:
+            return TeacherOutputs(found.target, found.rows[:count], found.offsets[:count], found.special[:count])
+    outputs = compute_outputs(models, texts[:count], target, max_length, batch_size)
     with atomic_directory(folder, force=True) as staging:
         _write(outputs, staging)
     return outputs
