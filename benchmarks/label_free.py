@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--steps", default="0,25,75,150")
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--schedule", default="constant", help="constant or linear (10%% warm-up, linear decay)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     teacher, student = resolve_model("zoo:all-mpnet-base-v2"), resolve_model("zoo:all-MiniLM-L6-v2")
@@ -74,8 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         cache = (Path(scratch) / "teacher", teacher_key(teacher, TEACHER_MODULE, "user"))
         for steps in (int(s) for s in args.steps.split(",")):
-            recovery = Recovery(RecoveryOptions(max(steps, 1), args.lr), UserModels(TEACHER_MODULE, teacher, student),
-                                cache)  # fmt: skip
+            settings = RecoveryOptions(max(steps, 1), args.lr, schedule=args.schedule)
+            recovery = Recovery(settings, UserModels(TEACHER_MODULE, teacher, student), cache)
             start = time.perf_counter()
             result, head = recover_module(moved.module, moved.head, recovery, trained, None, held_out)
             record = result.provenance["recovery"]
@@ -89,6 +90,7 @@ def main() -> None:
                 "recovery_seconds": 0.0 if steps == 0 else record["seconds"],
                 "teacher_seconds": 0.0 if steps == 0 else record["teacher_seconds"],
                 "wall_seconds": time.perf_counter() - start, "transfer_seconds": transfer_seconds, "lr": args.lr,
+                "schedule": args.schedule,
             }  # fmt: skip
             lines.append(line)
             print(json.dumps(line), flush=True)

@@ -77,3 +77,19 @@ def test_the_teachers_outputs_are_cached_once_and_reused_exactly(tmp_path, monke
     shorter = peftport.transfer(module, str(teacher), str(student), **{**options, "recover_steps": 1})
     assert len(computed) == 2, "fewer steps read the first texts of the same cached list"
     assert shorter.provenance["recovery"]["first_loss"] == first["first_loss"]
+
+
+def test_a_linear_recovery_schedule_is_an_option_everywhere():
+    from peftport.errors import PeftportError
+    from peftport.experiments.config import TransferConfig
+    from peftport.transfers.options import transfer_options
+    from peftport.transfers.recovery import RecoveryOptions
+
+    with pytest.raises(PeftportError, match="unknown recovery schedule 'cosine': use one of constant, linear"):
+        transfer_options(recover_schedule="cosine")
+    config = TransferConfig(align="projection", recover_steps=25, recover_schedule="linear")
+    assert config.label == "skip+proj+rec25+lin" and TransferConfig(recover_steps=25).label == "skip+rec25"
+    factors = [RecoveryOptions(20, schedule="linear").rate_factor(s) for s in range(20)]
+    peak = factors.index(1.0)  # after the 10% warm-up: 2 of 20 steps
+    assert peak == 2 and factors[:peak] == sorted(factors[:peak]) and factors[peak:] == sorted(factors[peak:])[::-1]
+    assert factors[0] < 1 and factors[-1] == 0.0

@@ -51,6 +51,7 @@ class TransferConfig(TransferFields):
             "head" if self.head == "teacher" else "",
             "uncal" if method.calibrates and not self.calibrate else "",
             f"rec{self.recover_steps}{self._recover_rate}" if self.recover_steps else "",
+            "lin" if self.recover_schedule == "linear" else "",
         ]
         return "+".join([method.label(method, self), *[e for e in extras if e]])
 

@@ -18,6 +18,7 @@ from peftport.transfers.methods import NO_ALIGNMENT, AlignMethod, align_method, 
 MATCHERS = ("hungarian", "procrustes", "sinkhorn")  # core.matchers.MATCHERS (kept light: no torch here)
 TOKEN_MATCHES = ("offsets", "strings")  # probing.tokens.TOKEN_MATCHES
 LORA_B_MODES = ("input", "output")
+RECOVERY_SCHEDULES = ("constant", "linear")  # transfers.recovery.RecoveryOptions.schedule
 DEFAULT_RECOVER_LR = 1e-3
 # json_schema_extra of an option added after the first studies: an experiment's run ids include it only when
 # it is set off its default, so the ids of earlier runs stay valid (experiments.grid reads the marker)
@@ -28,6 +29,7 @@ CHOICES = {  # field -> (allowed values, what the error calls it)
     "matcher": (MATCHERS, "matcher"),
     "token_match": (TOKEN_MATCHES, "token matching"),
     "lora_b": (LORA_B_MODES, "LoRA B alignment"),
+    "recover_schedule": (RECOVERY_SCHEDULES, "recovery schedule"),
 }
 
 
@@ -81,6 +83,11 @@ class TransferFields(BaseModel):
     recover_lr: float | None = Field(
         None, description=f"Learning rate of recovery (default {DEFAULT_RECOVER_LR:g}).", json_schema_extra=LATER
     )
+    recover_schedule: str = Field(
+        "constant",
+        description="Recovery's learning rate: 'constant', or 'linear' (10% warm-up, then linear decay to zero).",
+        json_schema_extra=LATER,
+    )
     min_fidelity: float | None = Field(
         None,
         description="After recovery: warn when the held-out fidelity (agreement with the teacher's predictions, "
@@ -97,7 +104,7 @@ class TransferFields(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("matcher", "token_match", "lora_b")
+    @field_validator("matcher", "token_match", "lora_b", "recover_schedule")
     @classmethod
     def _known(cls, value: str, info: ValidationInfo) -> str:
         allowed, what = CHOICES[info.field_name]

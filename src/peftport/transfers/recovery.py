@@ -41,10 +41,28 @@ class RecoveryOptions:
     learning_rate: float = 1e-3
     batch_size: int = 16
     max_length: int = 128
+    schedule: str = "constant"  # or "linear": 10% warm-up, then linear decay to zero
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
             raise PeftportError("recovery needs steps >= 0, a positive batch size and a positive learning rate")
+        if self.schedule not in ("constant", "linear"):
+            raise PeftportError(f"unknown recovery schedule '{self.schedule}': use constant or linear")
+
+    def rate_factor(self, step: int) -> float:
+        """The multiplier of the learning rate at ``step`` (0-based).
+
+        >>> [round(RecoveryOptions(10, schedule="linear").rate_factor(s), 2) for s in (0, 1, 5, 9)]
+        [0.5, 1.0, 0.5, 0.0]
+        >>> RecoveryOptions(4).rate_factor(3)
+        1.0
+        """
+        if self.schedule == "constant" or self.steps < 2:
+            return 1.0
+        warmup = int(0.1 * self.steps)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (self.steps - 1 - step) / max(1, self.steps - 1 - warmup))
 
 
 def _loss(
@@ -86,6 +104,7 @@ def recover(
     if not params or not texts:
         raise PeftportError("recovery needs probe texts and a student with trainable module parameters")
     optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, options.rate_factor)
     models.teacher.eval()
     models.student.eval()
     start = time.perf_counter()
@@ -103,6 +122,7 @@ def recover(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        scheduler.step()
         losses.append(loss.item())
         if on_step is not None:
             on_step(step + 1, options.steps, losses[-1])
@@ -112,6 +132,7 @@ def recover(
         "teacher_seconds": teacher_seconds,
         "target": target,
         "learning_rate": options.learning_rate,
+        **({"schedule": options.schedule} if options.schedule != "constant" else {}),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
     }
