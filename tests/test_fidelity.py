@@ -54,27 +54,35 @@ def test_hidden_fidelity_is_an_r2_against_the_mapped_teacher():
     assert 0.5 < noisy["r2"] < 1 and noisy["relative_mse"] > 0
 
 
-def test_the_teachers_outputs_are_cached_once_and_reused_exactly(tmp_path, monkeypatch):
-    import peftport
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
     from module_factory import make_peft_lora
-    from peftport.transfers import teacher_outputs
     from tiny_models import save_tiny_model
     from tiny_tokenizers import probe_sentences, save_wordpiece
 
-    teacher = save_wordpiece(save_tiny_model("bert", 2, tmp_path / "teacher", hidden=32, vocab_size=200))
-    student = save_wordpiece(save_tiny_model("bert", 2, tmp_path / "student", hidden=32, vocab_size=200, seed=1))
-    module = make_peft_lora(teacher, "bert", tmp_path / "lora", slots=["attn_q"])
-    probe = _write(tmp_path / "probe.txt", probe_sentences(80, seed=2))
+    root = tmp_path_factory.mktemp("fidelity")
+    teacher = save_wordpiece(save_tiny_model("bert", 2, root / "teacher", hidden=32, vocab_size=200))
+    student = save_wordpiece(save_tiny_model("bert", 2, root / "student", hidden=32, vocab_size=200, seed=1))
+    module = make_peft_lora(teacher, "bert", root / "lora", slots=["attn_q"])
+    probe = _write(root / "probe.txt", probe_sentences(80, seed=2))
+    return str(teacher), str(student), module, probe
+
+
+def test_the_teachers_outputs_are_cached_once_and_reused_exactly(tiny, tmp_path, monkeypatch):
+    import peftport
+    from peftport.transfers import teacher_outputs
+
+    teacher, student, module, probe = tiny
     computed, real = [], teacher_outputs.compute_outputs
     monkeypatch.setattr(teacher_outputs, "compute_outputs", lambda *a, **k: computed.append(1) or real(*a, **k))
     options = {"probe_data": str(probe), "head": True, "recover_steps": 3, "teacher_cache": str(tmp_path / "cache")}
-    first = peftport.transfer(module, str(teacher), str(student), **options).provenance["recovery"]
+    first = peftport.transfer(module, teacher, student, **options).provenance["recovery"]
     assert len(computed) == 2  # the recovery texts and the held-out texts
-    again = peftport.transfer(module, str(teacher), str(student), **options).provenance["recovery"]
+    again = peftport.transfer(module, teacher, student, **options).provenance["recovery"]
     assert len(computed) == 2 and len(list((tmp_path / "cache").iterdir())) == 2
     assert (again["first_loss"], again["last_loss"]) == (first["first_loss"], first["last_loss"])
     assert again["fidelity"] == first["fidelity"]
-    shorter = peftport.transfer(module, str(teacher), str(student), **{**options, "recover_steps": 1})
+    shorter = peftport.transfer(module, teacher, student, **{**options, "recover_steps": 1})
     assert len(computed) == 2, "fewer steps read the first texts of the same cached list"
     assert shorter.provenance["recovery"]["first_loss"] == first["first_loss"]
 
@@ -93,3 +101,16 @@ def test_a_linear_recovery_schedule_is_an_option_everywhere():
     peak = factors.index(1.0)  # after the 10% warm-up: 2 of 20 steps
     assert peak == 2 and factors[:peak] == sorted(factors[:peak]) and factors[peak:] == sorted(factors[peak:])[::-1]
     assert factors[0] < 1 and factors[-1] == 0.0
+
+
+def test_recovery_stops_when_held_out_fidelity_stops_rising_and_keeps_the_best(tiny):
+    import peftport
+
+    teacher, student, module, probe = tiny
+    options = {"probe_data": str(probe), "head": True, "recover_steps": 30, "recover_lr": 3.0, "recover_patience": 2}
+    record = peftport.transfer(module, teacher, student, **options).provenance["recovery"]
+    curve = record["fidelity_curve"]
+    assert curve[0][0] == 0 and record["steps_done"] < 30, "a rate of 3 ruins the student: it stops early"
+    assert record["best_fidelity"] == max(score for _, score in curve)
+    kept = record["fidelity"]["recovered"]["balanced_agreement"]
+    assert kept == pytest.approx(record["best_fidelity"], abs=1e-6), "it ends on the best check's module"

@@ -84,6 +84,11 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
         )
         if line := fidelity_line(done):
             console.print(line)
+        if "best_step" in done:
+            console.print(
+                f"early stopping: {done['steps_done']} of {done['steps']} steps run; kept the module of step "
+                f"{done['best_step']} (held-out fidelity {done['best_fidelity']:.3f})"
+            )
         if "warning" in done:
             errors.print(f"warning: {done['warning']}", soft_wrap=True)
     if options.head:

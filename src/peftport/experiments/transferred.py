@@ -109,7 +109,12 @@ def recovery_settings(spec: dict[str, Any]) -> RecoveryOptions:
     options, training = TransferConfig.model_validate(spec["transfer"]), TrainingConfig.model_validate(spec["training"])
     rate = options.recover_lr or training.learning_rate
     return RecoveryOptions(
-        options.recover_steps, rate, training.batch_size, training.max_length, schedule=options.recover_schedule
+        options.recover_steps,
+        rate,
+        training.batch_size,
+        training.max_length,
+        schedule=options.recover_schedule,
+        patience=options.recover_patience,
     )
 
 

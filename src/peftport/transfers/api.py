@@ -127,7 +127,12 @@ def transfer_module(
     if head is None and options.head:
         head = teacher_head(source)
     if recovery is None and options.recover_steps:
-        settings = RecoveryOptions(options.recover_steps, options.recovery_lr, schedule=options.recover_schedule)
+        settings = RecoveryOptions(
+            options.recover_steps,
+            options.recovery_lr,
+            schedule=options.recover_schedule,
+            patience=options.recover_patience,
+        )
         cached = options.teacher_cache is not None and not isinstance(module, PeftModule)
         cache = (Path(str(options.teacher_cache)), teacher_key(teacher, Path(module), "user")) if cached else None
         recovery = Recovery(settings, UserModels(module, teacher, student), cache)

@@ -111,8 +111,9 @@ def hidden_fidelity(target: torch.Tensor, output: torch.Tensor) -> dict[str, flo
 
 
 def fidelity_figure(measured: dict[str, Any]) -> tuple[str, float]:
-    """The one figure that says how well it worked: agreement, correlation (regression heads) or R^2."""
-    for name in ("agreement", "correlation", "r2"):
+    """The one figure that says how well it worked: the balanced agreement (labels), correlation (regression
+    heads) or R^2 (no head)."""
+    for name in ("balanced_agreement", "agreement", "correlation", "r2"):
         if name in measured:
             return name, float(measured[name])
     return "none", math.nan

@@ -88,10 +88,17 @@ class TransferFields(BaseModel):
         description="Recovery's learning rate: 'constant', or 'linear' (10% warm-up, then linear decay to zero).",
         json_schema_extra=LATER,
     )
+    recover_patience: int | None = Field(
+        None,
+        description="Stop recovery when the held-out fidelity has not risen for this many checks (10 per run), "
+        "and keep the module of the best check (possibly the transferred one).",
+        json_schema_extra=LATER,
+    )
     min_fidelity: float | None = Field(
         None,
         description="After recovery: warn when the held-out fidelity (agreement with the teacher's predictions, "
-        "or R^2 of the mapped final states without --head) is lower; with --strict, fail and write nothing.",
+        "averaged over its labels; R^2 of the mapped final states without --head) is lower; with --strict, fail "
+        "and write nothing.",
         json_schema_extra=LATER,
     )
 
@@ -135,6 +142,8 @@ class TransferFields(BaseModel):
     def _fidelity_needs_recovery(self) -> TransferFields:
         if self.min_fidelity is not None and not self.recover_steps:
             raise ValueError("--min-fidelity judges recovery's held-out fidelity: give --recover-steps N")
+        if self.recover_patience is not None and (self.recover_patience < 1 or not self.recover_steps):
+            raise ValueError("--recover-patience needs a positive number of checks and --recover-steps N")
         return self
 
     @property

@@ -28,8 +28,9 @@ from peftport.errors import PeftportError
 from peftport.formats.loading import head_labels, user_model_class
 from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched
-from peftport.transfers.fidelity import FIDELITY_BATCH, measure_fidelity
+from peftport.transfers.fidelity import FIDELITY_BATCH, fidelity_figure, measure_fidelity
 from peftport.transfers.paired import RecoveryModels, forward
+from peftport.transfers.stopping import EarlyStop
 from peftport.transfers.teacher_outputs import teacher_outputs
 
 
@@ -42,6 +43,7 @@ class RecoveryOptions:
     batch_size: int = 16
     max_length: int = 128
     schedule: str = "constant"  # or "linear": 10% warm-up, then linear decay to zero
+    patience: int | None = None  # stop when held-out fidelity has not risen for this many checks (10 per run)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
@@ -94,6 +96,7 @@ def recover(
     hidden_map: torch.Tensor | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     cache: tuple[Path, str] | None = None,
+    stopper: EarlyStop | None = None,
 ) -> dict[str, Any]:
     """Train ``models.student``'s trainable parameters towards the teacher's outputs on ``texts`` (computed
     once, fp16, or read from ``cache``: see ``transfers.teacher_outputs``); returns the record: steps, seconds
@@ -126,6 +129,9 @@ def recover(
         losses.append(loss.item())
         if on_step is not None:
             on_step(step + 1, options.steps, losses[-1])
+        if stopper is not None and stopper.after(step + 1):
+            break
+    stopped = stopper.restore() if stopper is not None else {}
     return {
         "steps": options.steps,
         "seconds": time.perf_counter() - start,
@@ -135,6 +141,7 @@ def recover(
         **({"schedule": options.schedule} if options.schedule != "constant" else {}),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
+        **({"steps_done": len(losses), **stopped} if stopper is not None else {}),
     }
 
 
@@ -238,8 +245,12 @@ def recover_module(
         outputs = teacher_outputs(models, held_out, kind, length, FIDELITY_BATCH, recovery.cache) if held_out else None
         transferred = measure_fidelity(models, held_out, target, length, outputs)
         seconds = time.perf_counter() - start
+        stopper = None
+        if recovery.options.patience and held_out:
+            judge = lambda: fidelity_figure(measure_fidelity(models, held_out, target, length, outputs))[1]  # noqa: E731
+            stopper = EarlyStop.over(judge, models.student, recovery.options.patience, recovery.options.steps)
         with _progress(console, recovery.options.steps) as on_step:
-            record = recover(models, texts, recovery.options, target, on_step, cache=recovery.cache)
+            record = recover(models, texts, recovery.options, target, on_step, recovery.cache, stopper)
         start = time.perf_counter()
         recovered = measure_fidelity(models, held_out, target, length, outputs)
         fidelity = {"transferred": transferred, "recovered": recovered}

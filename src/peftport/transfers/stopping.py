@@ -1,0 +1,61 @@
+"""Early stopping of recovery on held-out fidelity: check it every few steps, keep the best trainable state,
+stop when it has not risen for ``patience`` checks, and end on the best state (possibly the transferred one)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+CHECKS_PER_RUN = 10
+
+
+@dataclass
+class EarlyStop:
+    """``judge()``: the held-out fidelity figure of the current student (higher is better)."""
+
+    judge: Callable[[], float]
+    model: torch.nn.Module
+    patience: int
+    every: int
+    best: float = -math.inf
+    best_step: int = 0
+    stale: int = 0
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    _snapshot: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def over(cls, judge: Callable[[], float], model: torch.nn.Module, patience: int, steps: int) -> EarlyStop:
+        """A stopper checking ``CHECKS_PER_RUN`` times over ``steps``, starting from the current state."""
+        stopper = cls(judge, model, patience, max(1, steps // CHECKS_PER_RUN))
+        stopper._check(0)
+        return stopper
+
+    def _trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+
+    def _check(self, step: int) -> None:
+        score = self.judge()
+        self.curve.append((step, score))
+        if score > self.best:
+            self.best, self.best_step, self.stale = score, step, 0
+            self._snapshot = {name: p.detach().clone() for name, p in self._trainable().items()}
+        else:
+            self.stale += 1
+
+    def after(self, step: int) -> bool:
+        """Check at every ``every``-th step; True when recovery should stop."""
+        if step % self.every:
+            return False
+        self._check(step)
+        return self.stale >= self.patience
+
+    def restore(self) -> dict[str, Any]:
+        """Put the best state back; the record of the checks."""
+        with torch.no_grad():
+            for name, param in self._trainable().items():
+                param.copy_(self._snapshot[name])
+        return {"best_step": self.best_step, "best_fidelity": self.best, "fidelity_curve": self.curve}
