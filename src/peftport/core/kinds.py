@@ -58,12 +58,13 @@ class KindSpec:
         return reads, writes[0] if writes else reads
 
 
-def _lora_points(settings: LoraSettings, slot: str, lora_b: str) -> list[ProbePoint]:
+def _lora_candidates(slot: str, lora_b: str) -> list[ProbePoint]:
+    """A LoRA slot's input, and its output when LoRA B is aligned there: the same for every LoRA."""
     return [ProbePoint(side, slot) for side in (("in", "out") if lora_b == "output" else ("in",))]
 
 
-def _lora_candidates(slot: str, lora_b: str) -> list[ProbePoint]:
-    return _lora_points(LoraSettings(1, 1), slot, lora_b)
+def _lora_points(settings: LoraSettings, slot: str, lora_b: str) -> list[ProbePoint]:
+    return _lora_candidates(slot, lora_b)
 
 
 def _bottleneck_points(settings: BottleneckSettings, slot: str, lora_b: str) -> list[ProbePoint]:

@@ -15,11 +15,10 @@ from safetensors.torch import load_file, save_file
 
 from peftport.architectures.models import describe_model
 from peftport.core.module import LayerTensors
-from peftport.experiments.config import TransferConfig
-from peftport.experiments.grid import Run
+from peftport.experiments.grid import Run, RunSpec
 from peftport.experiments.store import TRANSFERS_DIR, run_dir
 from peftport.experiments.training.distillation import load_trained_teacher
-from peftport.experiments.training.options import ModuleConfig, TrainingConfig
+from peftport.experiments.training.options import ModuleConfig
 from peftport.experiments.training.trainable import (
     attach_module,
     head_names,
@@ -50,7 +49,7 @@ def transfer_key(spec: dict[str, Any]) -> str:
         options.pop("head", None)  # a copied head is read as it is; recovery trains it, so it counts there
     seeded = options.get("min_quality") is not None  # fresh layers are initialised with the run's seed
     if options.get("recover_steps"):  # recovery trains with the students' settings (and rate, unless its own)
-        settings = recovery_settings(spec)
+        settings = recovery_settings(RunSpec.of(spec))
         options["recovery_training"] = [settings.learning_rate, settings.batch_size, settings.max_length]
     text = json.dumps([spec["teacher_run"], options, spec["model"], spec["seed"] if seeded else None], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -76,7 +75,7 @@ def transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, 
     moves_head = config.head == "teacher" and (config.method.aligns or config.recover_steps > 0)
     backend = TrainedModels(teacher, student, teacher_module, data, typed.module)
     cache = (out / TEACHER_OUTPUTS_DIR, teacher_key(teacher, teacher_module, "grid"))
-    recovery = Recovery(recovery_settings(spec), backend, cache) if config.recover_steps else None
+    recovery = Recovery(recovery_settings(typed), backend, cache) if config.recover_steps else None
     start = time.perf_counter()
     moved = transfer_module(
         teacher_module,
@@ -103,10 +102,12 @@ def transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, 
     return cached / "module", {**facts, "transfer_cached": False}
 
 
-def recovery_settings(spec: dict[str, Any]) -> RecoveryOptions:
-    """How recovery trains for a run's spec: its transfer's steps and ``recover_lr``, else the students' rate,
-    with the students' batch size and length."""
-    options, training = TransferConfig.model_validate(spec["transfer"]), TrainingConfig.model_validate(spec["training"])
+def recovery_settings(spec: RunSpec) -> RecoveryOptions:
+    """How recovery trains for a transferred run: its transfer's steps and ``recover_lr``, else the students'
+    rate, with the students' batch size and length."""
+    options, training = spec.transfer, spec.training
+    if options is None:
+        raise ValueError("only a transferred run recovers")
     rate = options.recover_lr or training.learning_rate
     return RecoveryOptions(
         options.recover_steps,

@@ -53,9 +53,10 @@ def attach(
     model: torch.nn.Module, module_dir: str | Path, trainable: bool = False, name: str | None = None
 ) -> tuple[torch.nn.Module, LoadReport]:
     """``model`` with the module of ``module_dir`` loaded by its own library (peft or AdapterHub, whichever
-    wrote it), and which adapter keys did not fit: in eval mode, or (``trainable``) with only the module's
-    parameters trainable. ``name``: the AdapterHub adapter's name (default: the saved one). The one way
-    peftport attaches a saved module: the load check, recovery and training's transferred adapters use it."""
+    wrote it), and which adapter keys did not fit (a trainable peft load is not checked: its report is empty):
+    in eval mode, or (``trainable``) with only the module's parameters trainable. ``name``: the AdapterHub
+    adapter's name (default: the saved one). The one way peftport attaches a saved module: the load check,
+    recovery and training's transferred adapters use it."""
     module_dir = Path(module_dir)
     if detect_format(module_dir) != "peft":
         loaded, report = _with_adapters(model, module_dir, name)

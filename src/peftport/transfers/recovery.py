@@ -29,6 +29,7 @@ from peftport.formats.loading import head_labels, user_model_class
 from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched
 from peftport.transfers.fidelity import FIDELITY_BATCH, fidelity_figure, measure_fidelity
+from peftport.transfers.options import RECOVERY_SCHEDULES
 from peftport.transfers.paired import RecoveryModels, forward
 from peftport.transfers.stopping import EarlyStop
 from peftport.transfers.teacher_outputs import teacher_outputs
@@ -48,8 +49,8 @@ class RecoveryOptions:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
             raise PeftportError("recovery needs steps >= 0, a positive batch size and a positive learning rate")
-        if self.schedule not in ("constant", "linear"):
-            raise PeftportError(f"unknown recovery schedule '{self.schedule}': use constant or linear")
+        if self.schedule not in RECOVERY_SCHEDULES:
+            raise PeftportError(f"unknown recovery schedule '{self.schedule}': use {' or '.join(RECOVERY_SCHEDULES)}")
 
     def rate_factor(self, step: int) -> float:
         """The multiplier of the learning rate at ``step`` (0-based).
@@ -248,7 +249,8 @@ def recover_module(
         stopper = None
         if recovery.options.patience and held_out:
             judge = lambda: fidelity_figure(measure_fidelity(models, held_out, target, length, outputs))[1]  # noqa: E731
-            stopper = EarlyStop.over(judge, models.student, recovery.options.patience, recovery.options.steps)
+            first = fidelity_figure(transferred)[1]  # the transferred module: the check at step 0, measured above
+            stopper = EarlyStop.over(judge, models.student, recovery.options.patience, recovery.options.steps, first)
         with _progress(console, recovery.options.steps) as on_step:
             record = recover(models, texts, recovery.options, target, on_step, recovery.cache, stopper)
         start = time.perf_counter()

@@ -28,17 +28,20 @@ class EarlyStop:
     _snapshot: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def over(cls, judge: Callable[[], float], model: torch.nn.Module, patience: int, steps: int) -> EarlyStop:
-        """A stopper checking ``CHECKS_PER_RUN`` times over ``steps``, starting from the current state."""
+    def over(
+        cls, judge: Callable[[], float], model: torch.nn.Module, patience: int, steps: int, first: float | None = None
+    ) -> EarlyStop:
+        """A stopper checking ``CHECKS_PER_RUN`` times over ``steps``, starting from the current state (whose
+        figure is ``first`` when already measured, else judged now)."""
         stopper = cls(judge, model, patience, max(1, steps // CHECKS_PER_RUN))
-        stopper._check(0)
+        stopper._check(0, first)
         return stopper
 
     def _trainable(self) -> dict[str, torch.nn.Parameter]:
         return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
 
-    def _check(self, step: int) -> None:
-        score = self.judge()
+    def _check(self, step: int, score: float | None = None) -> None:
+        score = self.judge() if score is None else score
         self.curve.append((step, score))
         if score > self.best:
             self.best, self.best_step, self.stale = score, step, 0
