@@ -87,12 +87,19 @@ def convert(
 ) -> None:
     """Rewrite a module in another format (LoRA between peft and AdapterHub; scaling preserved)."""
     from peftport.formats.atomic import check_writable
-    from peftport.formats.registry import convert_module
+    from peftport.formats.registry import convert_module, read_manifest
 
     with user_errors():
         check_writable(out, force)
         convert_module(module_dir, to, out, force=force)
+        dropped = ((read_manifest(out) or {}).get("conversion") or {}).get("dropped") or []
     console.print(f"wrote {out} ({to})")
+    if dropped:
+        errors.print(
+            f"note: {to} cannot hold {len(dropped)} tensor(s) of the source's own format (its task head), not "
+            f"converted and listed in the manifest: {', '.join(dropped)}",
+            soft_wrap=True,
+        )
 
 
 def _run(

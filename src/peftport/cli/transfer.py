@@ -25,7 +25,13 @@ ALIGN_FLAGS = ("layer_map", "probe_data", "probe_sentences", "token_match", "lor
 def _transfer(
     teacher: Teacher,
     student: Student,
-    module: Annotated[Path, typer.Option(help="Teacher module directory (peft or AdapterHub).")],
+    module: Annotated[
+        list[Path],
+        typer.Option(
+            help="Teacher module directory (peft or AdapterHub). Repeat it, or give a folder of modules, to move "
+            "several at once: probed once, each written to OUT/<module folder name>, with a summary table."
+        ),
+    ],
     out: Out,
     alignment: Annotated[Optional[Path], typer.Option(help="Reuse an alignment saved by `peftport align`.")] = None,
     format: Annotated[Optional[str], typer.Option(help="Output format: peft or adapterhub (default: input's).")] = None,
@@ -33,6 +39,26 @@ def _transfer(
     **flags: Any,
 ) -> None:
     """Initialise a student module from a teacher module; students of another width need --align."""
+    from peftport.transfers.batch import module_dirs
+
+    with user_errors():
+        modules = module_dirs(module)
+    if len(module) > 1 or modules != module:
+        _transfer_many(teacher, student, modules, out, alignment, format, force, flags)
+        return
+    _transfer_one(teacher, student, modules[0], out, alignment, format, force, flags)
+
+
+def _transfer_one(
+    teacher: str,
+    student: str,
+    module: Path,
+    out: Path,
+    alignment: Path | None,
+    format: str | None,
+    force: bool,
+    flags: dict[str, Any],
+) -> None:
     from peftport.formats.alignment_files import load_alignment
     from peftport.formats.atomic import check_writable
     from peftport.formats.loading import user_model_class
@@ -52,6 +78,46 @@ def _transfer(
         save_module(result, out, format=format, force=force)
     _summary(result.provenance, out, result.kind, len(result.layers), options)
     console.print(f"checked: loads on {student} as {user_model_class(result)} with every adapter key in place")
+
+
+def _transfer_many(
+    teacher: str,
+    student: str,
+    modules: list[Path],
+    out: Path,
+    alignment: Path | None,
+    format: str | None,
+    force: bool,
+    flags: dict[str, Any],
+) -> None:
+    """Several modules for one pair: OUT/<module folder name> each, a summary table, exit 2 if any failed."""
+    from rich.table import Table
+
+    from peftport.formats.alignment_files import load_alignment
+    from peftport.formats.atomic import make_folder
+    from peftport.transfers.batch import transfer_many
+    from peftport.transfers.options import transfer_options
+    from peftport.zoo import resolve_model
+
+    with user_errors():
+        options = transfer_options(**flags)
+        if options.head and format not in (None, "peft"):
+            raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
+        saved = load_alignment(alignment) if alignment is not None else None
+        teacher, student = resolve_model(teacher), resolve_model(student)
+        make_folder(out)
+        rows = transfer_many(modules, teacher, student, options, out, format, force, errors, saved)
+    table = Table(title=f"{len(modules)} modules -> {out}")
+    for column in ("module", "slots", "quality", "verdict"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        quality = "" if row.quality is None else f"{row.quality:.3f}"
+        table.add_row(row.module.name, ", ".join(row.slots), quality, row.verdict)
+    console.print(table)
+    failed = [row for row in rows if row.out is None]
+    if failed:
+        errors.print(f"error: {len(failed)} of {len(rows)} modules failed; the others were written", soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: TransferOptions) -> None:

@@ -23,7 +23,7 @@ from peftport.core.module import (
     lora_settings,
 )
 from peftport.errors import ModuleFormatError
-from peftport.formats.families import locate_all, resolve_spec
+from peftport.formats.families import locate_all, named_model_type, resolve_spec
 from peftport.formats.tensor_files import first_existing, read_json, read_tensors, write_torch
 from peftport.formats.validation import validate_module
 
@@ -38,6 +38,11 @@ BOTTLENECK_SLOT_FLAGS = {"attn_adapter": "mh_adapter", "ffn_adapter": "output_ad
 LORA_ATTN_MATRICES = {"attn_q": "q", "attn_k": "k", "attn_v": "v"}
 LORA_FLAGS = {"ffn_in": "intermediate_lora", "ffn_out": "output_lora"}
 UNSUPPORTED_BOTTLENECK = ("phm_layer", "inv_adapter")
+# a prediction head saved beside the adapter (``save_adapter(..., with_head=True)``), carried as extras under
+# HEAD_KEY and the head config under format_options["head_config"]: rewritten as saved by an AdapterHub output
+HEAD_CONFIG_FILE = "head_config.json"
+HEAD_WEIGHT_FILES = ("pytorch_model_head.bin", "model_head.safetensors")
+HEAD_KEY = "adapterhub_head:"
 
 
 def sniff(config: dict[str, Any]) -> bool:
@@ -63,8 +68,12 @@ def _param_roles(ln_before: bool) -> dict[str, str | None]:
 def _settings(options: dict[str, Any], directory: Path) -> LoraSettings | BottleneckSettings:
     arch = options.get("architecture")
     if arch == "lora":
-        if options.get("composition_mode", "add") != "add" or options.get("use_dora") or options.get("use_gating"):
-            raise ModuleFormatError(f"{directory}: only additive, ungated AdapterHub LoRA is supported")
+        variant = options.get("use_dora") or options.get("use_gating") or options.get("vera_b") or options.get("vera_d")
+        if options.get("composition_mode", "add") != "add" or variant:
+            raise ModuleFormatError(
+                f"{directory}: only additive, ungated AdapterHub LoRA is supported (not composition_mode "
+                f"'{options.get('composition_mode')}', use_dora, use_gating, VeRA's vera_b/vera_d)"
+            )
         return LoraSettings(rank=int(options["r"]), alpha=float(options["alpha"]), dropout=float(options["dropout"]))
     if arch not in (None, ADAPTERHUB_BOTTLENECK):
         raise ModuleFormatError(f"{directory}: AdapterHub architecture '{arch}' is not supported")
@@ -87,8 +96,17 @@ def _parse_key(key: str, is_lora: bool, roles: dict[str, str | None]) -> tuple[s
     return match["path"], match["name"], roles[match["param"]]
 
 
+def _saved_head(directory: Path) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor]]:
+    """The prediction head saved beside the adapter: its config and tensors (keyed ``HEAD_KEY + name``)."""
+    if not (directory / HEAD_CONFIG_FILE).is_file():
+        return None, {}
+    config = read_json(directory / HEAD_CONFIG_FILE)
+    tensors = read_tensors(first_existing(directory, HEAD_WEIGHT_FILES))
+    return config, {HEAD_KEY + key: tensor for key, tensor in tensors.items()}
+
+
 def read(directory: Path, family: str | None = None) -> PeftModule:
-    """Load an AdapterHub module directory into a `PeftModule`."""
+    """Load an AdapterHub module directory (with the prediction head saved beside it) into a `PeftModule`."""
     full = read_json(directory / CONFIG_FILE)
     settings = _settings(full["config"], directory)
     tensors = read_tensors(first_existing(directory, WEIGHT_FILES))
@@ -97,10 +115,12 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
     keys = {k: v for k, v in parsed.items() if v is not None}
     if not keys:
         raise ModuleFormatError(f"{directory}: the weights file holds no adapter tensors")
-    spec = resolve_spec(sorted({p for p, _, _ in keys.values()}), family, full.get("model_type"))
+    named = full.get("model_type") or named_model_type(full.get("model_name"))
+    spec = resolve_spec(sorted({p for p, _, _ in keys.values()}), family, named)
     where = locate_all(spec, [p for p, _, _ in keys.values()])
     layers: LayerTensors = {}
-    extras = {k: t for k, t in tensors.items() if parsed[k] is None}
+    head_config, head = _saved_head(directory)
+    extras = {**{k: t for k, t in tensors.items() if parsed[k] is None}, **head}
     for key, (path, _, role) in keys.items():
         if path not in where:
             extras[key] = tensors[key]
@@ -118,7 +138,7 @@ def read(directory: Path, family: str | None = None) -> PeftModule:
         model_type=full.get("model_type"),
         hidden_size=full.get("hidden_size"),
         extras=extras,
-        format_options={"source_format": NAME, "model_class": full.get("model_class")},
+        format_options={"source_format": NAME, "model_class": full.get("model_class"), "head_config": head_config},
     )
     validate_module(module, directory)
     return module
@@ -132,6 +152,27 @@ def _uniform_slots(module: PeftModule) -> list[str]:
     return list(next(iter(per_layer)))
 
 
+def _num_layers(module: PeftModule) -> int:
+    """The model's layer count, for ``leave_out``: recorded, else read from the base model's config when the
+    module lists ``layers_to_transform`` (peft), else one past the module's last layer."""
+    if module.num_layers:
+        return module.num_layers
+    listed = module.format_options.get("layers_to_transform")
+    if listed is None:
+        return max(module.layers) + 1
+    from peftport.architectures.models import describe_model
+    from peftport.errors import PeftportError
+
+    try:
+        return describe_model(str(module.base_model)).dims.num_layers
+    except (PeftportError, KeyError) as exc:
+        raise ModuleFormatError(
+            f"the module is on layers {listed} (layers_to_transform) of a model whose layer count AdapterHub's "
+            f"leave_out needs, and its base model '{module.base_model}' cannot be read ({exc}): set "
+            "base_model_name_or_path in adapter_config.json to the model's folder"
+        ) from None
+
+
 def check_writable(module: PeftModule) -> None:
     """Raise if AdapterHub cannot represent the module on its family."""
     spec = spec_by_name(module.family)
@@ -142,6 +183,7 @@ def check_writable(module: PeftModule) -> None:
     bad = [s for s in slots if s not in allowed]
     if bad:
         raise ModuleFormatError(f"AdapterHub {module.kind} cannot target slot(s) {bad}: keep the peft format")
+    _num_layers(module)
     if isinstance(module.provenance.get("head"), dict) and module.format_options.get("source_format") != NAME:
         raise ModuleFormatError(
             "the module carries a moved task head (peft modules_to_save), which an AdapterHub directory cannot "
@@ -191,8 +233,18 @@ def _state_dict(spec: ArchitectureSpec, module: PeftModule, ln_before: bool) -> 
                 else:
                     out.update({f"{base}.adapters.{module.name}.{p}": tensor for p in params[role]})
     if module.format_options.get("source_format") == NAME:
-        out.update(module.extras)
+        out.update({k: t for k, t in module.extras.items() if not k.startswith(HEAD_KEY)})
     return out
+
+
+def _write_head(module: PeftModule, directory: Path) -> None:
+    """The prediction head an AdapterHub source was saved with, back beside the adapter, as it was."""
+    head = {k.removeprefix(HEAD_KEY): t for k, t in module.extras.items() if k.startswith(HEAD_KEY)}
+    config = module.format_options.get("head_config")
+    if module.format_options.get("source_format") != NAME or not head or not config:
+        return
+    (directory / HEAD_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_torch(head, directory / HEAD_WEIGHT_FILES[0])
 
 
 def write(module: PeftModule, directory: Path) -> None:
@@ -205,7 +257,7 @@ def write(module: PeftModule, directory: Path) -> None:
     hidden = int(module.hidden_size or 0)
     if hidden <= 0:
         raise ModuleFormatError("AdapterHub needs the model's hidden size, and the module does not record it")
-    num_layers = module.num_layers or max(module.layers) + 1
+    num_layers = _num_layers(module)
     leave_out = [i for i in range(num_layers) if i not in module.layers]
     if module.kind == LORA:
         config = _lora_options(module, slots, leave_out)
@@ -218,3 +270,4 @@ def write(module: PeftModule, directory: Path) -> None:
     )
     (directory / CONFIG_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     write_torch(_state_dict(spec, module, bool(config.to_dict().get("ln_before"))), directory / WEIGHT_FILES[0])
+    _write_head(module, directory)

@@ -11,6 +11,7 @@ import torch
 
 from peftport.core.module import PeftModule
 from peftport.formats.codecs import detect_format
+from peftport.library_logs import ADAPTERS_NOT_ACTIVE, expected_messages
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def _with_adapters(
 
     adapters.init(model)
     info: dict[str, Any] = {}
-    name = model.load_adapter(str(module_dir), loading_info=info, set_active=True, load_as=name)
+    with expected_messages(ADAPTERS_NOT_ACTIVE):  # adapters logs it while adding the adapter it then activates
+        name = model.load_adapter(str(module_dir), loading_info=info, set_active=True, load_as=name)
     missing = [k for k in info.get("missing_keys", []) if f".{name}." in k]
     return model, LoadReport(missing, list(info.get("unexpected_keys", [])))
 
@@ -86,19 +88,31 @@ TASK_CLASSES = {
 
 
 def user_model_class(module: PeftModule) -> str:
-    """The auto class a user loads ``module`` on: its task type's class; else, for keys in a task model's
-    layout (``bert.encoder...``), a task class (token classification: every task class shares the layout);
-    else the bare model."""
-    task = module.format_options.get("task_type")
+    """The auto class a user loads ``module`` on: its task type's class (or, for a transfer that cleared it with
+    the head, the teacher module's); else, for keys in a task model's layout (``bert.encoder...``), a task class
+    (token classification: every task class shares the layout); else the bare model."""
+    task = module.format_options.get("task_type") or module.format_options.get("source_task_type")
     if task in TASK_CLASSES:
         return TASK_CLASSES[task]
     return "AutoModelForTokenClassification" if module.task_model else "AutoModel"
 
 
+OUTPUT_LAYERS = ("classifier", "out_proj", "score", "qa_outputs")  # the last layer of a transformers task head
+
+
 def head_labels(module: PeftModule) -> int:
-    """How many labels the module's task head predicts (2 when it carries none)."""
-    weights = [t for k, t in module.extras.items() if k.endswith("weight") and t.dim() == 2]
-    return int(weights[-1].shape[0]) if weights else 2
+    """How many labels the module's task head predicts (2 when it carries none): the rows of the head's last
+    layer, the 2-D weight whose output no other head weight reads (DistilBERT's ``pre_classifier`` and
+    RoBERTa's ``classifier.dense`` feed the output layer); by name where widths cannot tell."""
+    weights = {k: t for k, t in module.extras.items() if k.endswith(".weight") and t.dim() == 2}
+    if not weights:
+        return 2
+    read = [t.shape[1] for t in weights.values()]
+    last = [t for t in weights.values() if read.count(t.shape[0]) == 0]
+    if len(last) == 1:
+        return int(last[0].shape[0])
+    named = [t for k, t in weights.items() if k.removesuffix(".weight").rsplit(".", 1)[-1] in OUTPUT_LAYERS]
+    return int((named or list(weights.values()))[-1].shape[0])
 
 
 def load_check(module: PeftModule, module_dir: Path, reference: str) -> tuple[str, LoadReport]:

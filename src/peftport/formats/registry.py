@@ -12,8 +12,9 @@ from peftport.core.module import PeftModule
 from peftport.errors import ModuleFormatError
 from peftport.formats import peft_lora
 from peftport.formats.atomic import atomic_directory
+from peftport.formats.card import write_card
 from peftport.formats.codecs import CODECS, Codec, codec, detect_format
-from peftport.formats.loading import load_check, user_model_class
+from peftport.formats.loading import head_labels, load_check, user_model_class
 from peftport.formats.tensor_files import read_json
 
 __all__ = ["CODECS", "Codec", "codec", "convert_module", "detect_format", "load_module", "read_manifest", "save_module"]
@@ -51,9 +52,14 @@ def save_module(
         if module.provenance:
             manifest = {"peftport_version": __version__, **module.provenance, "format": chosen.name}
             if student:
-                manifest["loads_on"] = {"model_class": user_model_class(module), "model": student}
+                model_class = user_model_class(module)
+                labels = (
+                    {"num_labels": head_labels(module)} if module.extras and "Classification" in model_class else {}
+                )
+                manifest["loads_on"] = {"model_class": model_class, "model": student, **labels}
             manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
             (staging / MANIFEST_FILE).write_text(manifest_text + "\n", encoding="utf-8")
+            write_card(manifest, staging, target)
         if student:
             _check_loads(module, staging, student)
     return target
@@ -81,6 +87,8 @@ def convert_module(directory: str | Path, to: str, out: str | Path, force: bool 
         "source_module": str(directory),
         "source_format": detect_format(Path(directory)),
         "format": to,
+        # tensors outside the layers (task heads) only a module's own format carries
+        "dropped": sorted(module.extras) if to != module.format_options.get("source_format") else [],
     }
     module.provenance = {**earlier, "conversion": conversion}
     return save_module(module, out, format=to, force=force)

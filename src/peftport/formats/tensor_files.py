@@ -10,10 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from peftport.errors import ModuleFormatError
+from peftport.lfs import is_lfs_pointer, lfs_pointer_message
 
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from a file, or a `ModuleFormatError` naming the file."""
+    if is_lfs_pointer(path):
+        raise ModuleFormatError(lfs_pointer_message(path))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -25,6 +28,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a ``.safetensors`` or ``.bin`` file; corrupt files raise `ModuleFormatError`."""
+    if is_lfs_pointer(path):
+        raise ModuleFormatError(lfs_pointer_message(path))
     try:
         if path.suffix == ".safetensors":
             tensors = load_file(str(path))

@@ -38,7 +38,7 @@ from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, l
 from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
 from peftport.transfers.options import TransferOptions, transfer_options
 from peftport.transfers.output import moved_head, student_module, teacher_head
-from peftport.transfers.provenance import provenance
+from peftport.transfers.provenance import command_line, provenance
 from peftport.transfers.recovery import Recovery, RecoveryOptions, UserModels, final_hidden_map, recover_module
 from peftport.transfers.teacher_outputs import teacher_key
 
@@ -146,6 +146,7 @@ def transfer_module(
     moved, head_record = moved_head(head, final_found, t_info, plan.method) if head is not None else (None, None)
     origin = None if isinstance(module, PeftModule) else str(module)
     made = provenance(source, origin, t_info, s_info, probed.lmap, record, probed.similarity, layer_record, head_record)
+    made["command"] = command_line(origin, teacher, student, options)
     extras = head_extras(moved) if options.head and moved is not None else {}
     result = student_module(source, options.head, s_info, layers, extras, made)
     if recovery is not None and recovery.options.steps:

@@ -213,6 +213,29 @@ class TransferOptions(TransferFields):
             raise ValueError("recovery trains on probe texts: give --probe-data")
         return self
 
+    def command_flags(self) -> list[str]:
+        """The ``peftport transfer`` flags that give these options (those not at their default), in field order;
+        an option the CLI does not take is written ``# api: name=value`` after them.
+
+        >>> TransferOptions(align="projection", probe_data="t.txt", head=True, calibrate=False).command_flags()
+        ['--align', 'projection', '--probe-data', 't.txt', '--no-calibrate', '--head']
+        """
+        flags: list[str] = []
+        api: list[str] = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value == field.default:
+                continue
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            flag = str(extra.get("flag") or "--" + name.replace("_", "-"))
+            if extra.get("cli") is False:
+                api.append(f"{name}={value!r}")
+            elif isinstance(value, bool):
+                flags.append(flag if value else "--no-" + name.replace("_", "-"))
+            else:
+                flags += [flag, str(value)]
+        return flags + ([f"# api: {', '.join(api)}"] if api else [])
+
     @property
     def recovery_lr(self) -> float:
         """The learning rate recovery uses."""

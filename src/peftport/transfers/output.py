@@ -3,6 +3,7 @@ student, and the student module built from the remapped layers with the options 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,8 +19,17 @@ from peftport.transfers.methods import AlignMethod
 
 # Options tied to the teacher model or its task head: peft refuses a SEQ_CLS module whose file lacks
 # the head weights it lists in modules_to_save, so they are kept only when the head moves too.
-MODEL_BOUND_OPTIONS = ("model_class", "revision", "task_type", "modules_to_save")
+MODEL_BOUND_OPTIONS = ("model_class", "revision", "task_type", "modules_to_save", "layers_to_transform", "head_config")
 HEAD_OPTIONS = ("task_type", "modules_to_save")
+# peft task types whose task model adds no trained head (a causal LM's head is the model's own): kept
+HEADLESS_TASK_TYPES = ("CAUSAL_LM", "SEQ_2_SEQ_LM", "FEATURE_EXTRACTION")
+
+
+def loadable_name(reference: str) -> str:
+    """The student as ``base_model_name_or_path``: a hub name as given, a local folder as its absolute path (a
+    path relative to where the command ran loads from nowhere else)."""
+    path = Path(reference).expanduser()
+    return str(path.resolve()) if path.is_dir() else reference
 
 
 def teacher_head(source: PeftModule) -> dict[str, torch.Tensor]:
@@ -53,16 +63,22 @@ def student_module(
     made: dict[str, Any],
 ) -> PeftModule:
     """The student's module: ``source``'s settings on the student, its model-bound options dropped (the head's
-    kept when ``keeps_head``: the head travels in ``extras``)."""
-    bound = [k for k in MODEL_BOUND_OPTIONS if not (keeps_head and k in HEAD_OPTIONS)]
+    kept when ``keeps_head``: the head travels in ``extras``; a task type without a trained head, such as
+    CAUSAL_LM, always kept)."""
+    headless = source.format_options.get("task_type") in HEADLESS_TASK_TYPES
+    kept = (HEAD_OPTIONS if keeps_head else ()) + (("task_type",) if headless else ())
+    bound = [k for k in MODEL_BOUND_OPTIONS if k not in kept]
     return source.with_layers(
         layers,
         family=student.spec.name,
-        base_model=student.reference,
+        base_model=loadable_name(student.reference),
         model_type=student.config.model_type,
         hidden_size=student.dims.hidden_size,
         num_layers=student.dims.num_layers,
         extras=extras,
-        format_options={k: v for k, v in source.format_options.items() if k not in bound},
+        format_options={
+            **{k: v for k, v in source.format_options.items() if k not in bound},
+            "source_task_type": source.format_options.get("task_type"),  # the class the student loads it on
+        },
         provenance=made,
     )

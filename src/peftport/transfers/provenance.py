@@ -9,6 +9,7 @@ from typing import Any
 from peftport.architectures.models import ModelInfo
 from peftport.core.layer_maps import LayerMap
 from peftport.core.module import PeftModule
+from peftport.transfers.options import TransferOptions
 
 NO_HEAD = "not transferred: train the student's own task head (peft: modules_to_save)"
 
@@ -46,6 +47,20 @@ class TransferRecord:
     def to_dict(self) -> dict[str, Any]:
         """The manifest form."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def command_line(module: str | None, teacher: str, student: str, options: TransferOptions) -> str:
+    """The ``peftport transfer`` command that makes this transfer again, less its ``--out``.
+
+    >>> command_line("my lora", "t", "s", TransferOptions(head=True))
+    "peftport transfer --teacher t --student s --module 'my lora' --head"
+    """
+    import shlex
+
+    words = ["peftport", "transfer", "--teacher", teacher, "--student", student, "--module", module or "MODULE"]
+    flags = options.command_flags()
+    api = [flags.pop()] if flags and flags[-1].startswith("# api:") else []
+    return " ".join([*(shlex.quote(w) for w in words + flags), *api])
 
 
 def provenance(
