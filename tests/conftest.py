@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import transformers
 from grid_setup import make_grid_setting
 from tiny_models import save_tiny_model
 
+os.environ.pop("COLUMNS", None)  # the CLI's tables are laid out for 200 columns here, whatever the shell says
 transformers.logging.set_verbosity_error()
 logging.getLogger("adapters").setLevel(logging.ERROR)
 

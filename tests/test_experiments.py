@@ -33,6 +33,8 @@ def test_grid_runs_and_reports_through_the_cli(grid, cli):
         score = f"{record['metric']} {100 * record['final'][record['metric']]:.1f} in "
         assert f"({record['id']}): {score}" in result.output
     assert "done teacher ner/en seed 0 (" in result.output
+    assert "start teacher ner/en seed 0" in result.output  # no terminal here: a line when each run starts,
+    assert re.search(r"  teacher ner/en seed 0: step \d+ of \d+", result.output)  # and at its quarters
     assert "Per cell (mean over seeds, as the paper counts cases): " in result.output  # the terminal's summary
     for record in records:
         assert record["git"] is None or re.fullmatch("[0-9a-f]{4,40}", record["git"])  # no git: None, not a failure
@@ -50,7 +52,8 @@ def test_grid_runs_and_reports_through_the_cli(grid, cli):
     report = (out / "report" / "report.md").read_text()
     assert "| teacher -> student | ner | en | lora-r8 | skip | 1 |" in report
     assert "| teacher -> student | para | en | lora-r8 | skip | 1 |" in report
-    assert "- teacher -> student: Transferred > baseline in" in report and "### module" in report
+    assert "- teacher -> student: Transferred > baseline in" in report and "### task" in report
+    assert "### module" not in report  # one module: no table for a factor that does not vary
     assert "Per cell (mean over seeds, as the paper counts cases): " in report and " of 2 won (" in report
     cost = next(line for line in report.splitlines() if line.startswith("| teacher -> student | ") and "n=" in line)
     assert cost.count("(n=2)") == 3  # two transfers (one per task), two teacher runs, two student runs

@@ -57,6 +57,7 @@ def test_inspect_json_and_table(tiny_model, cli, tmp_path):
     assert summary["manifest"]["layer_map"]["sources"] == [[0], [2]]
     table = cli("inspect", tmp_path / "student")
     assert table.exit_code == 0 and "double_seq_bn" in table.stdout and "0<-0, 1<-2" in table.stdout
+    assert "made by" in table.stdout and summary["manifest"]["command"].startswith("peftport transfer --teacher")
 
 
 def test_inspect_a_library_module_without_manifest(tiny_model, cli, tmp_path):

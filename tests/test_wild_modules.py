@@ -291,7 +291,7 @@ def test_attaching_an_adapterhub_module_logs_no_inactive_adapter_warning(wild, t
         with caplog.at_level(logging.WARNING):
             attach(AutoModel.from_pretrained(str(wild["bert2"])), module)
             with expected_messages(ADAPTERS_NOT_ACTIVE):
-                logging.getLogger(ADAPTERS_NOT_ACTIVE[0]).warning("something else went wrong")
+                logging.getLogger(ADAPTERS_NOT_ACTIVE.logger).warning("something else went wrong")
     finally:
         library.setLevel(level)
     messages = [record.getMessage() for record in caplog.records]

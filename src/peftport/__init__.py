@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_module": "peftport.formats.registry",
     "save_module": "peftport.formats.registry",
     "transfer": "peftport.transfers.api",
+    "transfer_many": "peftport.transfers.batch",
 }
 __all__ = [*sorted(_EXPORTS), "__version__"]
 

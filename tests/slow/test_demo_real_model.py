@@ -24,6 +24,14 @@ def test_demo_transfers_real_modules_that_load_and_keep_their_effect(cli, tmp_pa
         assert row["cos_transferred"] > row["cos_random"] + 0.1, row
     manifest = json.loads((run / "student-lora-skip" / "peftport_manifest.json").read_text())
     assert manifest["layer_map"]["sources"] == [[0], [2], [4]]
+    # provenance a reader can fetch: the zoo teacher by its hub id, and no staging folder in any written file
+    assert manifest["teacher"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    teacher_config = json.loads((run / "teacher-lora" / "adapter_config.json").read_text())
+    assert teacher_config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    for path in run.rglob("*"):
+        if path.suffix in (".json", ".md"):
+            text = path.read_text()
+            assert ".partial" not in text and "site-packages" not in text, path
 
 
 def test_demo_experiment_trains_transfers_and_reports(tmp_path):

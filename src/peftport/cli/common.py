@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +14,17 @@ from rich.console import Console
 
 from peftport.errors import PeftportError
 
-# wide tables stay readable when the output is a file or a pipe (rich assumes 80 columns there)
-console = Console(width=None if sys.stdout.isatty() else 200)
+
+def output_width() -> int | None:
+    """The width tables are laid out for: ``COLUMNS`` when set, else the terminal's (None: rich asks it), else
+    200 for a file or a pipe (rich would assume 80 there)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return None if sys.stdout.isatty() else 200
+
+
+console = Console(width=output_width())
 errors = Console(stderr=True)
 
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")]

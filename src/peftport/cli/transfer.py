@@ -17,8 +17,8 @@ from peftport.errors import PeftportError
 from peftport.transfers.methods import PAPER_METHOD, align_method, probing_methods
 from peftport.transfers.options import TransferOptions
 
-Teacher = Annotated[str, typer.Option(help="Teacher model: hub name or local directory.")]
-Student = Annotated[str, typer.Option(help="Student model: hub name or local directory.")]
+Teacher = Annotated[str, typer.Option(help="Teacher model: hub name, local directory or zoo:NAME (offline zoo).")]
+Student = Annotated[str, typer.Option(help="Student model: hub name, local directory or zoo:NAME (offline zoo).")]
 ALIGN_FLAGS = ("layer_map", "probe_data", "probe_sentences", "token_match", "lora_b", "matcher", "device")
 
 
@@ -73,7 +73,7 @@ def _transfer_one(
         if options.head and format not in (None, "peft"):
             raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
         saved = load_alignment(alignment) if alignment is not None else None
-        teacher, student = resolve_model(teacher), resolve_model(student)
+        resolve_model(teacher), resolve_model(student)  # a zoo model is assembled (or refused) before anything else
         result = transfer_module(module, teacher, student, options, alignment=saved, console=errors).module
         save_module(result, out, format=format, force=force)
     _summary(result.provenance, out, result.kind, len(result.layers), options)
@@ -104,7 +104,7 @@ def _transfer_many(
         if options.head and format not in (None, "peft"):
             raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
         saved = load_alignment(alignment) if alignment is not None else None
-        teacher, student = resolve_model(teacher), resolve_model(student)
+        resolve_model(teacher), resolve_model(student)  # a zoo model is assembled (or refused) before anything else
         make_folder(out)
         rows = transfer_many(modules, teacher, student, options, out, format, force, errors, saved)
     table = Table(title=f"{len(modules)} modules -> {out}")

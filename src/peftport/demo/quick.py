@@ -22,7 +22,7 @@ from peftport.formats.atomic import atomic_directory
 from peftport.formats.loading import apply_module
 from peftport.formats.registry import save_module
 from peftport.transfers.api import transfer
-from peftport.zoo import minilm_l6_dir
+from peftport.zoo import minilm_l6_dir, publish_base_model
 from peftport.zoo.students import make_layer_reduced
 
 SENTENCES = [
@@ -36,6 +36,7 @@ SENTENCES = [
     "The company reported higher profits than expected.",
 ]
 STUDENT_LAYERS = [0, 2, 4]
+TEACHER_NAME = "zoo:all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def _make_teacher_module(kind: str, model_dir: Path, out: Path, seed: int) -> No
 
         config = LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], init_lora_weights=False)
         get_peft_model(model, config).save_pretrained(str(out))
+        publish_base_model(out)
         return
     import adapters
 
@@ -78,6 +80,7 @@ def _make_teacher_module(kind: str, model_dir: Path, out: Path, seed: int) -> No
         if ".adapters.demo." in name:
             torch.nn.init.normal_(param, std=0.05)
     model.save_adapter(str(out), "demo")
+    publish_base_model(out)
 
 
 def _shift(model_dir: Path, module_dir: Path | None, tokenizer: Any, base: torch.Tensor) -> torch.Tensor:
@@ -101,7 +104,8 @@ def _run_case(case: DemoCase, teacher: Path, student: Path, run: Path, tokenizer
     if not random_module.exists():
         _make_teacher_module(case.kind, student, random_module, seed=1)
     started = time.perf_counter()
-    moved = transfer(teacher_module, teacher=str(teacher), student=str(student), layer_map=case.layer_map)
+    # the teacher by its zoo name, so the manifest names its hub id, not this machine's folder
+    moved = transfer(teacher_module, teacher=TEACHER_NAME, student=str(student), layer_map=case.layer_map)
     out = save_module(moved, run / f"student-{case.kind}-{case.layer_map}", format=case.fmt)
     seconds = time.perf_counter() - started
     t_base = _embed(AutoModel.from_pretrained(str(teacher)).eval(), tokenizer)

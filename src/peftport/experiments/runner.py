@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from peftport.experiments.checks import check_experiment
 from peftport.experiments.config import ExperimentConfig
@@ -155,8 +155,9 @@ def run_experiment(
                 continue
             progress.reset(steps)
             progress.update(bar, description=run.title)
+            on_step = _step_reporter(progress, steps, run.title)
             try:
-                record = execute(run, out, data, lambda s, n: progress.update(steps, completed=s, total=n))
+                record = execute(run, out, data, on_step)
             finally:
                 release(out, run.id)
             # one unwrapped line per finished run, also in a log without a terminal
@@ -169,6 +170,25 @@ def run_experiment(
 
 
 CLAIM_POLL_SECONDS = 10.0
+LOG_QUARTERS = 4  # without a terminal: a line when a run starts and at each quarter of its steps
+
+
+def _step_reporter(progress: Progress, steps: TaskID, title: str) -> Callable[[int, int], None]:
+    """The training-step callback: moves the bar on a terminal; in a log (no terminal, where the bar is not
+    drawn) prints a plain line when the run starts and at each quarter of its steps."""
+    console = progress.console
+    if not console.is_terminal:
+        console.print(f"start {title}", highlight=False, soft_wrap=True)
+    told = [0]
+
+    def report(step: int, total: int) -> None:
+        progress.update(steps, completed=step, total=total)
+        quarter = LOG_QUARTERS * step // total if total else 0
+        if not console.is_terminal and quarter > told[0] and step < total:
+            told[0] = quarter
+            console.print(f"  {title}: step {step} of {total}", highlight=False, soft_wrap=True)
+
+    return report
 
 
 def finished_line(name: str, record: dict[str, Any]) -> str:

@@ -79,8 +79,8 @@ def transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, 
     start = time.perf_counter()
     moved = transfer_module(
         teacher_module,
-        teacher,
-        student,
+        spec["teacher"],  # as the experiment names them: the manifest records zoo models by their hub ids
+        spec["model"],
         options,
         head=read_head(teacher_module) if moves_head else None,
         recovery=recovery,

@@ -85,6 +85,24 @@ def follow_umask(root: Path) -> None:
             (Path(folder) / name).chmod(0o666 & ~mask)
 
 
+TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml")
+
+
+def unstage_paths(staging: Path, target: Path) -> None:
+    """Point every mention of ``staging`` in the staged text files (manifests, cards, summaries written while
+    staging, e.g. a module transferred from another staged module) at ``target``, which is where they will be."""
+    forms = {str(staging): str(target), str(staging.resolve()): str(target.resolve())}
+    for path in (p for p in staging.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES):
+        if path.stat().st_size > 10_000_000:
+            continue
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        fixed = text
+        for old, new in forms.items():
+            fixed = fixed.replace(old, new)
+        if fixed != text:
+            path.write_text(fixed, encoding="utf-8", errors="surrogateescape")
+
+
 @contextmanager
 def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; rename it to ``target`` only if the block succeeds.
@@ -101,6 +119,7 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
         yield staging
+        unstage_paths(staging, target)
         follow_umask(staging)
         if target.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))

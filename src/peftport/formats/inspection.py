@@ -115,6 +115,8 @@ def _manifest(manifest: dict[str, Any]) -> Table:
         if fidelity := _fidelity(recovery.get("fidelity") or {}):
             table.add_row("fidelity", fidelity)
     table.add_row("source", f"{manifest.get('source_module')} ({manifest.get('source_format')})")
+    if manifest.get("command"):
+        table.add_row("made by", manifest["command"])
     if manifest.get("dropped"):
         table.add_row("dropped", ", ".join(manifest["dropped"]))
     table.add_row("peftport", str(manifest.get("peftport_version")))

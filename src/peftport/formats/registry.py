@@ -45,7 +45,9 @@ def save_module(
     """
     chosen = codec(format or module.format_options.get("source_format") or peft_lora.NAME)
     chosen.check_writable(module)
-    student = (module.provenance.get("student") or {}).get("model") if check_load else None
+    named = (module.provenance.get("student") or {}).get("model")
+    student = named if check_load else None
+    check_on = str(module.format_options.get("check_on") or named)  # a local folder, where the record names a hub id
     target = Path(directory)
     with atomic_directory(target, force=force) as staging:
         chosen.write(module, staging)
@@ -61,7 +63,7 @@ def save_module(
             (staging / MANIFEST_FILE).write_text(manifest_text + "\n", encoding="utf-8")
             write_card(manifest, staging, target)
         if student:
-            _check_loads(module, staging, student)
+            _check_loads(module, staging, check_on)
     return target
 
 

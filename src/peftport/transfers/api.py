@@ -38,9 +38,10 @@ from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, l
 from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
 from peftport.transfers.options import TransferOptions, transfer_options
 from peftport.transfers.output import moved_head, student_module, teacher_head
-from peftport.transfers.provenance import command_line, provenance
+from peftport.transfers.provenance import command_line, named_models, provenance
 from peftport.transfers.recovery import Recovery, RecoveryOptions, UserModels, final_hidden_map, recover_module
 from peftport.transfers.teacher_outputs import teacher_key
+from peftport.zoo import resolve_model
 
 
 @dataclass
@@ -122,6 +123,8 @@ def transfer_module(
     the modules on). Grids pass both (``experiments.transferred``); the result's ``head`` is the moved head."""
     if not isinstance(module, PeftModule):
         detect_format(module)  # a bad module directory fails before any model is looked up
+    names = (teacher, student)  # as given (zoo:NAME, hub, local): what the records name
+    teacher, student = resolve_model(teacher), resolve_model(student)
     t_info, s_info = describe_model(teacher), describe_model(student)
     source = module if isinstance(module, PeftModule) else load_module(module, family=t_info.spec.name)
     if head is None and options.head:
@@ -146,9 +149,10 @@ def transfer_module(
     moved, head_record = moved_head(head, final_found, t_info, plan.method) if head is not None else (None, None)
     origin = None if isinstance(module, PeftModule) else str(module)
     made = provenance(source, origin, t_info, s_info, probed.lmap, record, probed.similarity, layer_record, head_record)
-    made["command"] = command_line(origin, teacher, student, options)
+    made = named_models(made, *names)
+    made["command"] = command_line(origin, *names, options)
     extras = head_extras(moved) if options.head and moved is not None else {}
-    result = student_module(source, options.head, s_info, layers, extras, made)
+    result = student_module(source, options.head, s_info, layers, extras, made, names[1])
     if recovery is not None and recovery.options.steps:
         session = probed.session
         texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)

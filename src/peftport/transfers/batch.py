@@ -18,6 +18,7 @@ from peftport.probing.session import CKA_MAP
 from peftport.transfers.alignment import align_models
 from peftport.transfers.api import transfer_module
 from peftport.transfers.options import TransferOptions
+from peftport.zoo import resolve_model
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _shared_alignment(
     own pass (a moved head, recovery) or nothing needs probing."""
     if options.head or options.recover_steps or not options.method.probes:
         return None, None
-    alignment = align_models(teacher, student, options, console)
+    alignment = align_models(resolve_model(teacher), resolve_model(student), options, console)
     chosen = alignment.details.get("layer_map") if options.layer_map == CKA_MAP else None
     lmap = LayerMap(chosen["method"], tuple(tuple(g) for g in chosen["sources"])) if chosen else None
     return alignment, lmap

@@ -26,8 +26,12 @@ HEADLESS_TASK_TYPES = ("CAUSAL_LM", "SEQ_2_SEQ_LM", "FEATURE_EXTRACTION")
 
 
 def loadable_name(reference: str) -> str:
-    """The student as ``base_model_name_or_path``: a hub name as given, a local folder as its absolute path (a
-    path relative to where the command ran loads from nowhere else)."""
+    """The student as ``base_model_name_or_path``: a zoo model's hub id, a hub name as given, a local folder as
+    its absolute path (a path relative to where the command ran loads from nowhere else)."""
+    from peftport.zoo import ZOO_PREFIX, public_name
+
+    if reference.startswith(ZOO_PREFIX):
+        return public_name(reference)
     path = Path(reference).expanduser()
     return str(path.resolve()) if path.is_dir() else reference
 
@@ -61,17 +65,18 @@ def student_module(
     layers: LayerTensors,
     extras: dict[str, torch.Tensor],
     made: dict[str, Any],
+    named: str | None = None,
 ) -> PeftModule:
-    """The student's module: ``source``'s settings on the student, its model-bound options dropped (the head's
-    kept when ``keeps_head``: the head travels in ``extras``; a task type without a trained head, such as
-    CAUSAL_LM, always kept)."""
+    """The student's module (``named``: the student as the user gave it): ``source``'s settings on the student,
+    its model-bound options dropped (the head's kept when ``keeps_head``: the head travels in ``extras``; a task
+    type without a trained head, such as CAUSAL_LM, always kept)."""
     headless = source.format_options.get("task_type") in HEADLESS_TASK_TYPES
     kept = (HEAD_OPTIONS if keeps_head else ()) + (("task_type",) if headless else ())
     bound = [k for k in MODEL_BOUND_OPTIONS if k not in kept]
     return source.with_layers(
         layers,
         family=student.spec.name,
-        base_model=loadable_name(student.reference),
+        base_model=loadable_name(named or student.reference),
         model_type=student.config.model_type,
         hidden_size=student.dims.hidden_size,
         num_layers=student.dims.num_layers,
@@ -79,6 +84,7 @@ def student_module(
         format_options={
             **{k: v for k, v in source.format_options.items() if k not in bound},
             "source_task_type": source.format_options.get("task_type"),  # the class the student loads it on
+            "check_on": student.reference,  # the local folder save_module's load check builds the student from
         },
         provenance=made,
     )

@@ -63,6 +63,18 @@ def command_line(module: str | None, teacher: str, student: str, options: Transf
     return " ".join([*(shlex.quote(w) for w in words + flags), *api])
 
 
+def named_models(made: dict[str, Any], teacher: str, student: str) -> dict[str, Any]:
+    """``made`` with its models named as a reader can fetch them (``transfers`` resolves ``zoo:NAME`` to a folder
+    of this machine): a zoo model by its hub id, with the zoo name beside it; hub names and local paths as
+    given."""
+    from peftport.zoo import ZOO_PREFIX, public_name
+
+    for side, given in (("teacher", teacher), ("student", student)):
+        zoo = {"zoo": given.removeprefix(ZOO_PREFIX)} if given.startswith(ZOO_PREFIX) else {}
+        made[side] = {**made[side], "model": public_name(given), **zoo}
+    return made
+
+
 def provenance(
     source: PeftModule,
     origin: str | None,

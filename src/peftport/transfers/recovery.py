@@ -26,6 +26,7 @@ from peftport.core.alignment import PointAlignment
 from peftport.core.module import LayerTensors, PeftModule
 from peftport.errors import PeftportError
 from peftport.formats.loading import head_labels, user_model_class
+from peftport.library_logs import NEW_HEAD_WEIGHTS, expected_messages
 from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched
 from peftport.transfers.fidelity import FIDELITY_BATCH, fidelity_figure, measure_fidelity
@@ -177,7 +178,8 @@ def _loaded(reference: str, module: PeftModule, head: bool) -> torch.nn.Module:
         task = module.format_options.get("task_type")
         raise PeftportError(f"recovery with a moved head needs a token or sequence classification module, not {task}")
     labels = {"num_labels": head_labels(module)} if name != "AutoModel" else {}
-    return getattr(transformers, name).from_pretrained(reference, **labels)
+    with expected_messages(NEW_HEAD_WEIGHTS):  # the module's own head is loaded over the new one
+        return getattr(transformers, name).from_pretrained(reference, **labels)
 
 
 def _trainable_student(reference: str, module: PeftModule, directory: Path, head: bool) -> torch.nn.Module:

@@ -128,6 +128,53 @@ ZOO = {
     "all-mpnet-base-v2": mpnet_base_dir,
 }
 ZOO_PREFIX = "zoo:"
+# each zoo model's public hub id: what a manifest and base_model_name_or_path name, loadable anywhere
+PUBLIC_NAMES = {name: f"sentence-transformers/{name}" for name in ZOO}
+
+
+def public_name_of(folder: str) -> str | None:
+    """The hub id of the zoo model that lives in ``folder`` (as a library records it after loading from
+    there), or None; assembles nothing."""
+    places = {cache_dir() / name: name for name in ("all-mpnet-base-v2", "paraphrase-MiniLM-L3-v2")}
+    try:
+        places[minilm_l6_dir()] = "all-MiniLM-L6-v2"
+    except PeftportError:  # not installed: no folder of it to recognise
+        pass
+    resolved = Path(folder).expanduser().resolve()
+    found = next((name for place, name in places.items() if place.resolve() == resolved), None)
+    return PUBLIC_NAMES.get(found) if found else None
+
+
+def publish_base_model(module_dir: Path) -> None:
+    """Name a zoo model by its hub id where peft (``base_model_name_or_path``, and its model card) or AdapterHub
+    (``model_name``) recorded this machine's folder of it as a saved module's base model."""
+    import json
+
+    config_file, card = Path(module_dir) / "adapter_config.json", Path(module_dir) / "README.md"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    renamed = {}
+    for key in ("base_model_name_or_path", "model_name"):
+        public = public_name_of(str(config[key])) if config.get(key) else None
+        if public:
+            renamed[str(config[key])], config[key] = public, public
+    if not renamed:
+        return
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if card.is_file():  # peft's own model card names the base model too
+        text = card.read_text(encoding="utf-8")
+        for folder, public in renamed.items():
+            text = text.replace(folder, public)
+        card.write_text(text, encoding="utf-8")
+
+
+def public_name(reference: str) -> str:
+    """The name a reader can fetch: ``zoo:NAME`` -> its hub id; hub names and local paths as given.
+
+    >>> public_name("zoo:all-MiniLM-L6-v2"), public_name("./my-model")
+    ('sentence-transformers/all-MiniLM-L6-v2', './my-model')
+    """
+    name = reference.removeprefix(ZOO_PREFIX)
+    return PUBLIC_NAMES.get(name, reference) if reference.startswith(ZOO_PREFIX) else reference
 
 
 def resolve_model(reference: str) -> str:

@@ -42,6 +42,9 @@ class CellSummary:
     reach_shares: tuple[float, ...] = ()  # per seed: steps to the baseline's final score / budget (inf: never)
     teacher_runs: int = 1  # distinct teacher runs the cell's seeds start from (1: one teacher per cell)
     reach_shares_between: tuple[float, ...] = ()  # as reach_shares, read between evaluations (``crossing_step``)
+    seed_numbers: tuple[int, ...] = ()  # per seed, in this order: the seed,
+    baseline_by_seed: tuple[float, ...] = ()  # its baseline's score (NaN: none),
+    transferred_by_seed: tuple[float, ...] = ()  # and its transferred student's score
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -17,6 +17,7 @@ from peftport.experiments.report.factors import (
 )
 from peftport.experiments.report.plots import delta_bars, learning_curves
 from peftport.experiments.report.render import HEADER, is_paper_method, not_learnt, steps_saved, table_rows, write_csv
+from peftport.experiments.report.sections import SEED_HEADER, cost_note, seed_rows, setup_lines, verdict_lines
 from peftport.experiments.report.summary import summarise
 from peftport.experiments.report.wins import evidence, overall
 from peftport.experiments.store import read_index
@@ -32,10 +33,35 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _factors(cells: list[CellSummary]) -> list[str]:
+    """One table per factor that takes more than one value in this folder (none for a one-cell folder)."""
+    varied = [f for f in FACTORS if len({FACTORS[f](c) for c in cells}) > 1]
+    if not varied:
+        return []
     text = ["## By factor", "", "Cells grouped by one factor at a time (delta in points; won = seed-level cases)."]
-    for factor in FACTORS:
+    for factor in varied:
         text += ["", f"### {factor}", "", _markdown([factor, *FACTOR_HEADER[1:]], factor_rows(cells, factor))]
     return text
+
+
+def _zero_step_note(cells: list[CellSummary]) -> str:
+    """Why a zero-step score can equal the baseline's, said where one does."""
+    same = [c for c in cells if abs(c.zero_step - c.baseline_zero_step) < 5e-4]
+    if not same:
+        return ""
+    return (
+        f"In {len(same)} of {len(cells)} cells the transferred student's zero-step score equals the baseline's: "
+        "with a random head (the paper's setting) both students start from the same untrained classifier, whose "
+        "near-chance predictions hide what the transferred module does until the head is trained; the learning "
+        "curves and the area under them show it."
+    )
+
+
+def _seeds(cells: list[CellSummary]) -> list[str]:
+    rows = seed_rows(cells)
+    if not rows:
+        return []
+    return ["## Per seed", "", "Test scores in percent; delta = transferred - baseline of the same seed.", "",
+            _markdown(SEED_HEADER, rows), ""]  # fmt: skip
 
 
 def _paper_only(cells: list[CellSummary]) -> list[str]:
@@ -95,6 +121,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "share of the budget; AUC = area under the learning curve divided by the budget, i.e. the mean score over "
         "training (base: the baseline's); gap to teacher = teacher - transferred.",
         "",
+        *_lines(_zero_step_note(cells)),
         f"{overall(cells)} ({PAPER_SHARE})" if cells else "No transferred runs yet.",
         "",
         *_lines(evidence(cells)),
@@ -104,12 +131,14 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         "",
         _markdown(HEADER, table_rows(cells)),
         "",
+        *verdict_lines(cells),
+        *setup_lines(out, records, cells),
+        *_seeds(cells),
         *_not_learnt_section(records),
-        *(_factors(cells) + [""] if cells else []),
+        *(_factors(cells) + [""] if _factors(cells) else []),
         "## Cost",
         "",
-        "Transfer seconds: probe + correlate + assign + prune (or the layer map alone), once per teacher run and "
-        "transfer, later seeds reuse it. Samples/s: training throughput of the Hugging Face Trainer.",
+        cost_note(records),
         "",
         _markdown(COST_HEADER, cost_rows(records)),
         "",

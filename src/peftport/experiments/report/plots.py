@@ -24,14 +24,18 @@ def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)).strip("_")
 
 
-def _mean_curve(runs: list[dict[str, Any]], metric: str) -> tuple[list[float], list[float]]:
+def _mean_curve(runs: list[dict[str, Any]], metric: str) -> tuple[list[float], list[float], list[float]]:
+    """Steps, the mean score over runs at each (percent) and its standard deviation over runs."""
+    import statistics
+
     by_step: dict[float, list[float]] = defaultdict(list)
     for run in runs:
         for point in run["curve"]:
             if metric in point:
-                by_step[point["step"]].append(point[metric])
+                by_step[point["step"]].append(100 * point[metric])
     steps = sorted(by_step)
-    return steps, [100 * sum(by_step[s]) / len(by_step[s]) for s in steps]
+    spread = [statistics.stdev(by_step[s]) if len(by_step[s]) > 1 else 0.0 for s in steps]
+    return steps, [statistics.fmean(by_step[s]) for s in steps], spread
 
 
 def curve_groups(records: list[dict[str, Any]], cell: CellSummary) -> dict[str, list[dict[str, Any]]]:
@@ -104,9 +108,17 @@ def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], fol
         figure, axes = plt.subplots(figsize=(5, 3.2))
         all_steps: list[float] = []
         for label, runs in groups.items():
-            steps, scores = _mean_curve(runs, cell.metric)
-            axes.plot(steps, scores, marker="o", markersize=3, label=label)
+            steps, scores, spread = _mean_curve(runs, cell.metric)
+            seeds = len(runs)
+            shown = f"{label}, mean of {seeds} seed{'s' if seeds != 1 else ''}" + (" ± std" if seeds > 1 else "")
+            (line,) = axes.plot(steps, scores, marker="o", markersize=3, label=shown)
+            if seeds > 1:  # the band over seeds
+                low = [m - d for m, d in zip(scores, spread, strict=True)]
+                high = [m + d for m, d in zip(scores, spread, strict=True)]
+                axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
             all_steps += steps
+        if not math.isnan(cell.teacher):
+            axes.axhline(100 * cell.teacher, color="grey", linestyle="--", linewidth=1, label="teacher (final)")
         log_scale = step_axis_is_log(all_steps)
         if log_scale:  # ticks at evaluated steps far enough apart to read, in plain numbers
             axes.set_xscale("symlog", linthresh=min(s for s in all_steps if s > 0))
@@ -116,9 +128,10 @@ def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], fol
         axes.set(
             xlabel="training steps (log)" if log_scale else "training steps",
             ylabel=f"{cell.metric} (%)",
-            title=f"{cell.task}/{cell.language} {cell.module} {short_name(cell.student_model)}",
+            title=f"{_pair(cell)}\n{cell.task}/{cell.language} {cell.module} {cell.transfer}",
         )
-        axes.legend(fontsize=8)
+        axes.title.set_fontsize(9)
+        axes.legend(fontsize=7)
         figure.tight_layout()
         path = (
             folder
@@ -137,18 +150,39 @@ def delta_bars(cells: list[CellSummary], folder: Path) -> list[Path]:
     for cell in cells:
         groups[(short_name(cell.teacher_model), cell.task, cell.module, cell.transfer)].append(cell)
     for (teacher, task, module, transfer), group in sorted(groups.items()):
-        figure, axes = plt.subplots(figsize=(max(3, 0.8 * len(group) + 1.5), 3))
+        figure, axes = plt.subplots(figsize=(max(3.5, 0.8 * len(group) + 2), 3.2))
         deltas = [100 * c.delta for c in group]
         colours = ["tab:green" if d > 0 else "tab:red" for d in deltas]
-        axes.bar([c.language for c in group], deltas, yerr=[100 * c.delta_std for c in group], color=colours, capsize=3)
+        languages = [c.language for c in group]
+        axes.bar(languages, deltas, yerr=[100 * c.delta_std for c in group], color=colours, capsize=3, alpha=0.7,
+                 label="mean over seeds, error bar ±1 std")  # fmt: skip
+        for index, cell in enumerate(group):  # each seed's own delta
+            seeds = _seed_deltas(cell)
+            axes.scatter([index] * len(seeds), seeds, color="black", s=12, zorder=3,
+                         label="one seed" if index == 0 and seeds else None)  # fmt: skip
         axes.axhline(0, color="black", linewidth=0.8)
-        axes.set(ylabel="delta (points)", title=f"{task} {module} {transfer}")
+        axes.set(
+            ylabel="delta = transferred - baseline (points)", title=f"{_pair(group[0])}\n{task} {module} {transfer}"
+        )
+        axes.title.set_fontsize(9)
+        axes.yaxis.label.set_fontsize(8)
+        axes.legend(fontsize=7)
         figure.tight_layout()
         path = folder / f"delta-{_slug(teacher, task, module, transfer)}.png"
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _pair(cell: CellSummary) -> str:
+    return f"{short_name(cell.teacher_model)} -> {short_name(cell.student_model)}"
+
+
+def _seed_deltas(cell: CellSummary) -> list[float]:
+    """Each seed's delta in points (seeds without a baseline left out)."""
+    pairs = zip(cell.transferred_by_seed, cell.baseline_by_seed, strict=True)
+    return [100 * (moved - base) for moved, base in pairs if not math.isnan(base)]
 
 
 def similarity_heatmap(layer_map: dict[str, Any], path: Path, title: str = "") -> Path:

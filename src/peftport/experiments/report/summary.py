@@ -66,12 +66,14 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
     teacher_model, student, task, language, module_variant, transfer = key
     metric = runs[0]["metric"]
     teach, base, moved, deltas, reach, between, base_zero, base_auc = [], [], [], [], [], [], [], []
+    base_by_seed = []
     for r in runs:
         base_run = by_kind["baseline"].get((student, task, language, module_variant, str(r["seed"])))
         teacher_run = by_kind["teacher_id"].get((r.get("teacher_run"),)) or by_kind["teacher"].get(
             (teacher_model, task, language, r["module"], str(r["seed"]))
         )
         moved.append(_score(r))
+        base_by_seed.append(_score(base_run) if base_run else float("nan"))
         if teacher_run:
             teach.append(_score(teacher_run))
         if base_run:
@@ -110,6 +112,9 @@ def _cell(key: Key, runs: list[dict[str, Any]], by_kind: dict[str, dict[Key, dic
         tuple(steps / budget for steps in needed),
         len({r.get("teacher_run") for r in runs}),
         tuple(float("inf") if s is None else s / budget for s in between),
+        tuple(int(r["seed"]) for r in runs),
+        tuple(base_by_seed),
+        tuple(moved),
     )
 
 

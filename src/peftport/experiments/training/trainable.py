@@ -16,7 +16,9 @@ from peftport.errors import PeftportError
 from peftport.experiments.training.options import ModuleConfig
 from peftport.formats.loading import attach
 from peftport.formats.peft_lora import WRAPPER
+from peftport.library_logs import NEW_HEAD_WEIGHTS, expected_messages
 from peftport.tasks.data import TaskData
+from peftport.zoo import publish_base_model
 
 ADAPTER_NAME = "task"
 
@@ -139,10 +141,12 @@ def save_trained(model: torch.nn.Module, config: ModuleConfig, directory: Path) 
     the head in ``head.safetensors``)."""
     if config.spec.library == "peft":
         model.save_pretrained(str(directory))
+        publish_base_model(directory)
         return
     from safetensors.torch import save_file
 
     model.save_adapter(str(directory), ADAPTER_NAME)
+    publish_base_model(directory)
     head = {
         f"{n}.{k}": v.detach().cpu().contiguous()
         for n in head_names(model)
@@ -157,6 +161,7 @@ def task_model(reference: str, data: TaskData) -> torch.nn.Module:
 
     auto = AutoModelForTokenClassification if data.kind == "token" else AutoModelForSequenceClassification
     id2label = dict(enumerate(data.labels))
-    return auto.from_pretrained(
-        reference, num_labels=len(data.labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
-    )
+    with expected_messages(NEW_HEAD_WEIGHTS):  # the head is new on purpose: trained, or set from the teacher's
+        return auto.from_pretrained(
+            reference, num_labels=len(data.labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        )
