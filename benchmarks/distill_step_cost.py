@@ -1,5 +1,6 @@
 """What one label-free distillation (recovery) step costs against one supervised step of the same student,
-with the teacher's outputs computed in the run and read from the cache (issue 30's target: <= 1.2x once cached).
+with the teacher's outputs computed in the run and read from the cache, and cached under bf16 autocast (issue
+30's target: <= 1.2x once cached).
 
     python benchmarks/distill_step_cost.py [--teacher zoo:all-mpnet-base-v2] [--student zoo:all-MiniLM-L6-v2]
                                            [--steps 20] [--out FILE]
@@ -44,12 +45,15 @@ def _teacher_module(teacher: str, labels: int, out: Path) -> Path:
     return out
 
 
-def _distil(module: Path, teacher: str, student: str, texts: Path, steps: int, cache: Path) -> dict:
+def _distil(
+    module: Path, teacher: str, student: str, texts: Path, steps: int, cache: Path, precision: str = "fp32"
+) -> dict:
     import peftport
 
     moved = peftport.transfer(
         module, teacher, student, align="projection", head=True, probe_data=str(texts),
         probe_sentences=steps * BATCH, max_length=LENGTH, recover_steps=steps, teacher_cache=str(cache),
+        recover_precision=precision,
     )  # fmt: skip
     return moved.provenance["recovery"]
 
@@ -72,6 +76,7 @@ def main() -> None:
         module = _teacher_module(teacher, len(data.labels), root / "teacher")
         fresh = _distil(module, teacher, student, texts, args.steps, root / "cache")
         cached = _distil(module, teacher, student, texts, args.steps, root / "cache")
+        bf16 = _distil(module, teacher, student, texts, args.steps, root / "cache", "bf16")
         training = TrainingConfig(learning_rate=1e-3, batch_size=BATCH, max_steps=args.steps, max_length=LENGTH)
         module_config = ModuleConfig(type="lora", r=8, alpha=16, targets=["attn_q", "attn_v"])
         supervised = train_module(student, data, module_config, training, 0, root / "student")
@@ -80,11 +85,13 @@ def main() -> None:
         f"{args.teacher} -> {args.student}, {args.steps} steps of {BATCH} texts, max length {LENGTH}, on {device}",
         f"supervised student step: {supervised_step:.3f} s",
     ]
-    for label, record in (("teacher computed", fresh), ("teacher cached", cached)):
+    runs = (("teacher computed", fresh), ("teacher cached", cached), ("teacher cached, bf16 autocast", bf16))
+    for label, record in runs:
         step = record["seconds"] / args.steps
         lines.append(
             f"distillation step, {label}: {step:.3f} s = {step / supervised_step:.2f}x supervised "
-            f"(teacher {record['teacher_seconds']:.1f} s of {record['seconds']:.1f} s)"
+            f"(teacher {record['teacher_seconds']:.1f} s of {record['seconds']:.1f} s; loss {record['first_loss']:.4f} "
+            f"-> {record['last_loss']:.4f})"
         )
     print("\n".join(lines))
     if args.out:

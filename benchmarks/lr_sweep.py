@@ -3,7 +3,7 @@ on the baseline only and give the transferred student the same").
 
     python benchmarks/lr_sweep.py EXPERIMENT.yaml --task NAME --language LANG [--module 0] \
         --lrs 1e-3,3e-3,1e-2 [--steps 400] [--eval-every 100 | --eval-log 8] [--seed 0] \
-        [--precision auto|fp32|bf16] [--model student|teacher] [--out FILE]
+        [--precision auto|fp32|bf16] [--model student|teacher] [--train-limit N|all] [--head-lr LR] [--out FILE]
 
 Trains the experiment's student (its first pair) with the experiment's task, module and training settings,
 except the learning rate and the step budget, from the library's initialisation (the baseline), once per rate,
@@ -43,6 +43,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="default: the experiment's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", choices=["student", "teacher"], default="student", help="which model of the pair")
+    parser.add_argument("--train-limit", help="training examples: a number, or 'all' (default: the task's)")
+    parser.add_argument("--head-lr", type=float, help="the head's learning rate (default: the experiment's)")
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
 
@@ -51,6 +53,8 @@ def main() -> None:
     args = _arguments()
     config = load_config(args.config)
     task = next(t for t in config.tasks if t.name == args.task)
+    if args.train_limit:
+        task = task.model_copy(update={"train_limit": None if args.train_limit == "all" else int(args.train_limit)})
     data = load_task(task, args.language)
     module = config.modules[args.module]
     name = config.pairs[0].teacher if args.model == "teacher" else config.pairs[0].student
@@ -61,6 +65,8 @@ def main() -> None:
         update = {"learning_rate": rate, "max_steps": args.steps, "eval_log": None, **schedule}
         if args.precision:
             update["precision"] = args.precision
+        if args.head_lr:
+            update["head_learning_rate"] = args.head_lr
         training = base.model_copy(update=update)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as scratch:
@@ -73,6 +79,8 @@ def main() -> None:
             "lr": rate,
             "steps": args.steps,
             "seed": args.seed,
+            "train_examples": len(data.train),
+            "head_lr": training.head_learning_rate,
             "curve": [[point["step"], round(100 * point[metric], 1)] for point in result.curve],
             "metric": metric,
             "final": {key: round(100 * value, 1) for key, value in result.final.items()},

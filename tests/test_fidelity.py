@@ -114,3 +114,30 @@ def test_recovery_stops_when_held_out_fidelity_stops_rising_and_keeps_the_best(t
     assert record["best_fidelity"] == max(score for _, score in curve)
     kept = record["fidelity"]["recovered"]["balanced_agreement"]
     assert kept == pytest.approx(record["best_fidelity"], abs=1e-6), "it ends on the best check's module"
+
+
+def test_recovery_under_bf16_autocast_is_an_option_everywhere(tiny, monkeypatch):
+    import peftport
+    import peftport.transfers.recovery as recovery
+    from peftport.errors import PeftportError
+    from peftport.experiments.config import TransferConfig
+    from peftport.transfers.options import transfer_options
+    from peftport.transfers.recovery_options import uses_bf16
+
+    with pytest.raises(PeftportError, match="unknown recovery precision 'fp8'"):
+        transfer_options(recover_precision="fp8")
+    assert TransferConfig(recover_steps=25, recover_precision="bf16").label == "skip+rec25+bf16"
+    assert uses_bf16("bf16", torch.device("cpu")) and not uses_bf16("fp32", torch.device("cpu"))
+    seen = []
+    real = recovery.forward
+    monkeypatch.setattr(
+        recovery, "forward", lambda model, enc: seen.append(torch.is_autocast_enabled("cpu")) or real(model, enc)
+    )
+    teacher, student, module, probe = tiny
+    options = {"probe_data": str(probe), "head": True, "recover_steps": 3}
+    plain = peftport.transfer(module, teacher, student, **options).provenance["recovery"]
+    assert seen == [False] * 3 and "precision" not in plain
+    seen.clear()
+    bf16 = peftport.transfer(module, teacher, student, **options, recover_precision="bf16").provenance["recovery"]
+    assert seen == [True] * 3 and bf16["precision"] == "bf16"
+    assert bf16["first_loss"] == pytest.approx(plain["first_loss"], rel=0.1)  # the same loss, in lower precision

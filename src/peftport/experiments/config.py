@@ -52,6 +52,7 @@ class TransferConfig(TransferFields):
             "uncal" if method.calibrates and not self.calibrate else "",
             f"rec{self.recover_steps}{self._recover_rate}" if self.recover_steps else "",
             "lin" if self.recover_schedule == "linear" else "",
+            self.recover_precision if self.recover_precision != "fp32" else "",
             f"pat{self.recover_patience}" if self.recover_patience else "",
         ]
         return "+".join([method.label(method, self), *[e for e in extras if e]])

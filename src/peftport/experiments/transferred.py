@@ -115,6 +115,7 @@ def recovery_settings(spec: RunSpec) -> RecoveryOptions:
         training.batch_size,
         training.max_length,
         schedule=options.recover_schedule,
+        precision=options.recover_precision,
         patience=options.recover_patience,
     )
 

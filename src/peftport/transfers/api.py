@@ -134,6 +134,7 @@ def transfer_module(
             options.recover_steps,
             options.recovery_lr,
             schedule=options.recover_schedule,
+            precision=options.recover_precision,
             patience=options.recover_patience,
         )
         cached = options.teacher_cache is not None and not isinstance(module, PeftModule)

@@ -19,6 +19,7 @@ MATCHERS = ("hungarian", "procrustes", "sinkhorn")  # core.matchers.MATCHERS (ke
 TOKEN_MATCHES = ("offsets", "strings")  # probing.tokens.TOKEN_MATCHES
 LORA_B_MODES = ("input", "output")
 RECOVERY_SCHEDULES = ("constant", "linear")  # transfers.recovery.RecoveryOptions.schedule
+RECOVERY_PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the device computes it natively
 DEFAULT_RECOVER_LR = 1e-3
 # json_schema_extra of an option added after the first studies: an experiment's run ids include it only when
 # it is set off its default, so the ids of earlier runs stay valid (experiments.grid reads the marker)
@@ -30,6 +31,7 @@ CHOICES = {  # field -> (allowed values, what the error calls it)
     "token_match": (TOKEN_MATCHES, "token matching"),
     "lora_b": (LORA_B_MODES, "LoRA B alignment"),
     "recover_schedule": (RECOVERY_SCHEDULES, "recovery schedule"),
+    "recover_precision": (RECOVERY_PRECISIONS, "recovery precision"),
 }
 
 
@@ -88,6 +90,12 @@ class TransferFields(BaseModel):
         description="Recovery's learning rate: 'constant', or 'linear' (10% warm-up, then linear decay to zero).",
         json_schema_extra=LATER,
     )
+    recover_precision: str = Field(
+        "fp32",
+        description="Recovery's student steps under bf16 autocast ('bf16'), where the device computes bf16 natively "
+        "('auto': a GPU that supports it, a CPU with AVX512-BF16 or AMX), or in fp32 (the default).",
+        json_schema_extra=LATER,
+    )
     recover_patience: int | None = Field(
         None,
         description="Stop recovery when the held-out fidelity has not risen for this many checks (10 per run), "
@@ -111,7 +119,7 @@ class TransferFields(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("matcher", "token_match", "lora_b", "recover_schedule")
+    @field_validator("matcher", "token_match", "lora_b", "recover_schedule", "recover_precision")
     @classmethod
     def _known(cls, value: str, info: ValidationInfo) -> str:
         allowed, what = CHOICES[info.field_name]

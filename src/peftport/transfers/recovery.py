@@ -12,7 +12,6 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,43 +29,11 @@ from peftport.library_logs import NEW_HEAD_WEIGHTS, expected_messages
 from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched
 from peftport.transfers.fidelity import FIDELITY_BATCH, fidelity_figure, measure_fidelity
-from peftport.transfers.options import RECOVERY_SCHEDULES
 from peftport.transfers.paired import RecoveryModels, forward
+from peftport.transfers.progress import recovery_bar
+from peftport.transfers.recovery_options import RecoveryOptions, uses_bf16
 from peftport.transfers.stopping import EarlyStop
 from peftport.transfers.teacher_outputs import teacher_outputs
-
-
-@dataclass(frozen=True)
-class RecoveryOptions:
-    """How long and how fast to recover (``steps`` optimiser steps of ``batch_size`` probe texts)."""
-
-    steps: int
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    max_length: int = 128
-    schedule: str = "constant"  # or "linear": 10% warm-up, then linear decay to zero
-    patience: int | None = None  # stop when held-out fidelity has not risen for this many checks (10 per run)
-
-    def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
-            raise PeftportError("recovery needs steps >= 0, a positive batch size and a positive learning rate")
-        if self.schedule not in RECOVERY_SCHEDULES:
-            raise PeftportError(f"unknown recovery schedule '{self.schedule}': use {' or '.join(RECOVERY_SCHEDULES)}")
-
-    def rate_factor(self, step: int) -> float:
-        """The multiplier of the learning rate at ``step`` (0-based).
-
-        >>> [round(RecoveryOptions(10, schedule="linear").rate_factor(s), 2) for s in (0, 1, 5, 9)]
-        [0.5, 1.0, 0.5, 0.0]
-        >>> RecoveryOptions(4).rate_factor(3)
-        1.0
-        """
-        if self.schedule == "constant" or self.steps < 2:
-            return 1.0
-        warmup = int(0.1 * self.steps)
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (self.steps - 1 - step) / max(1, self.steps - 1 - warmup))
 
 
 def _loss(
@@ -118,12 +85,17 @@ def recover(
     outputs = teacher_outputs(models, texts, target, options.max_length, options.batch_size, cache, len(used))
     teacher_seconds, losses = time.perf_counter() - start, []
     batches = _batches(len(used), options.batch_size)
+    device = next(models.student.parameters()).device
+    bf16 = uses_bf16(options.precision, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     for step in range(options.steps):
         indices = next(batches)
         batch = [used[i] for i in indices]
         s_enc = encode_texts(models.student_tokenizer, batch, options.max_length)
         matches = outputs.matches(indices, batch, s_enc)
-        loss = _loss(outputs.rows_at(indices, matches), forward(models.student, s_enc), matches, hidden_map)
+        with autocast:  # the loss itself is taken in fp32 (_loss casts the student's outputs)
+            s_out = forward(models.student, s_enc)
+        loss = _loss(outputs.rows_at(indices, matches), s_out, matches, hidden_map)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -140,6 +112,7 @@ def recover(
         "teacher_seconds": teacher_seconds,
         "target": target,
         "learning_rate": options.learning_rate,
+        **({"precision": "bf16"} if bf16 else {}),
         **({"schedule": options.schedule} if options.schedule != "constant" else {}),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
@@ -253,7 +226,7 @@ def recover_module(
             judge = lambda: fidelity_figure(measure_fidelity(models, held_out, target, length, outputs))[1]  # noqa: E731
             first = fidelity_figure(transferred)[1]  # the transferred module: the check at step 0, measured above
             stopper = EarlyStop.over(judge, models.student, recovery.options.patience, recovery.options.steps, first)
-        with _progress(console, recovery.options.steps) as on_step:
+        with recovery_bar(console, recovery.options.steps, stopper) as on_step:
             record = recover(models, texts, recovery.options, target, on_step, recovery.cache, stopper)
         start = time.perf_counter()
         recovered = measure_fidelity(models, held_out, target, length, outputs)
@@ -261,20 +234,6 @@ def recover_module(
         record.update(texts=len(texts), fidelity=fidelity, fidelity_seconds=seconds + time.perf_counter() - start)
         layers, recovered_head = recovery.backend.read_back(models.student, after, head is not None)
     return result.with_layers(layers, provenance={**result.provenance, "recovery": record}), recovered_head
-
-
-@contextmanager
-def _progress(console: Console | None, steps: int) -> Iterator[Callable[[int, int, float], None] | None]:
-    """A progress bar of recovery steps with the last loss, on ``console`` (none without one)."""
-    if console is None:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("recovery"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"))
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("recovery", total=steps, loss="")
-        yield lambda step, total, loss: progress.update(task, completed=step, loss=f"loss {loss:.4f}")
 
 
 def _save_student(model: torch.nn.Module, directory: Path) -> None:
