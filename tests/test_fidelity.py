@@ -141,3 +141,36 @@ def test_recovery_under_bf16_autocast_is_an_option_everywhere(tiny, monkeypatch)
     bf16 = peftport.transfer(module, teacher, student, **options, recover_precision="bf16").provenance["recovery"]
     assert seen == [True] * 3 and bf16["precision"] == "bf16"
     assert bf16["first_loss"] == pytest.approx(plain["first_loss"], rel=0.1)  # the same loss, in lower precision
+
+
+def test_a_killed_recovery_resumes_from_its_last_save_and_ends_as_an_unbroken_run(tiny, tmp_path, monkeypatch):
+    import peftport
+    import peftport.transfers.recovery as recovery
+
+    teacher, student, module, probe = tiny
+    options = {"probe_data": str(probe), "head": True, "recover_steps": 10, "recover_lr": 0.05}
+    unbroken = peftport.transfer(module, teacher, student, **options, teacher_cache=str(tmp_path / "a"))
+    real, calls = recovery._loss, []
+
+    def killed_at_step_7(*args):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt("killed")
+        return real(*args)
+
+    monkeypatch.setattr(recovery, "_loss", killed_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        peftport.transfer(module, teacher, student, **options, teacher_cache=str(tmp_path / "b"))
+    saves = list((tmp_path / "b" / "recovery-checkpoints").glob("*.pt"))
+    assert len(saves) == 1, "the save of the killed run is kept"
+    monkeypatch.setattr(recovery, "_loss", real)
+    resumed = peftport.transfer(module, teacher, student, **options, teacher_cache=str(tmp_path / "b"))
+    record, expected = resumed.provenance["recovery"], unbroken.provenance["recovery"]
+    assert record["resumed_at"] == 6 and "resumed_at" not in expected
+    assert record["last_loss"] == pytest.approx(expected["last_loss"], rel=1e-5)
+    assert record["fidelity"]["recovered"] == pytest.approx(expected["fidelity"]["recovered"], rel=1e-5)
+    for layer in unbroken.layers:
+        for slot, roles in unbroken.layers[layer].items():
+            for role, tensor in roles.items():
+                assert torch.allclose(resumed.layers[layer][slot][role], tensor, atol=1e-6)
+    assert not (tmp_path / "b" / "recovery-checkpoints").exists(), "a finished run leaves no save"

@@ -258,3 +258,27 @@ def test_a_zero_step_equal_to_the_baselines_is_explained_only_where_it_happens(t
     same = [{**r, "zero_step": {"f1": 0.0}} for r in _seeded_records()]
     text, _ = _report(tmp_path / "b", same)
     assert "In 1 of 1 cells the transferred student's zero-step score equals the baseline's" in text
+
+
+def test_the_report_says_what_a_fidelity_figure_is_worth_where_runs_recovered(tmp_path):
+    records = _seeded_records()
+    text, _ = _report(tmp_path / "none", records)
+    assert "Fidelity without labels" not in text  # no run recovered: no section
+    cells = []
+    for transfer, shift in (
+        ("skip+proj+head+rec25", 0.0),
+        ("skip+proj+head+rec75", 0.1),
+        ("skip+proj+head+rec150", 0.2),
+    ):
+        for r in records:
+            if r["kind"] == "transferred":
+                agreement = 0.3 + shift + 0.01 * r["seed"]
+                fidelity = {"recovered": {"balanced_agreement": agreement, "texts": 200}}
+                cells.append({**r, "id": f"{r['id']}-{transfer}", "transfer": transfer,
+                              "recovery": {"fidelity": fidelity},
+                              "zero_step": {"f1": 0.2 + shift + 0.01 * r["seed"]}})  # fmt: skip
+    text, _ = _report(tmp_path / "some", [r for r in records if r["kind"] != "transferred"] + cells)
+    assert "## Fidelity without labels against the task score" in text
+    assert "over 9 runs in 3 cells: across cells Spearman 1.00, across runs Spearman 1.00" in text
+    assert "it can choose between them without labels" in text
+    assert (tmp_path / "some" / "report" / "plots" / "fidelity-vs-score.png").is_file()

@@ -28,6 +28,7 @@ from peftport.formats.loading import head_labels, user_model_class
 from peftport.library_logs import NEW_HEAD_WEIGHTS, expected_messages
 from peftport.probing.collect import encode_texts
 from peftport.probing.tokens import TokenMatch, gather_matched
+from peftport.transfers.checkpoints import Checkpoint, run_key
 from peftport.transfers.fidelity import FIDELITY_BATCH, fidelity_figure, measure_fidelity
 from peftport.transfers.paired import RecoveryModels, forward
 from peftport.transfers.progress import recovery_bar
@@ -83,12 +84,19 @@ def recover(
     target = "hidden" if hidden_map is not None else "logits"
     used = texts[: options.steps * options.batch_size]  # only the texts the steps reach need the teacher
     outputs = teacher_outputs(models, texts, target, options.max_length, options.batch_size, cache, len(used))
-    teacher_seconds, losses = time.perf_counter() - start, []
+    teacher_seconds = time.perf_counter() - start
+    saves = (
+        Checkpoint(cache[0], run_key(cache[1], target, used, options, models.student), options.steps) if cache else None
+    )
+    done, losses = saves.load(models.student, optimizer, scheduler, stopper) if saves else (0, [])
     batches = _batches(len(used), options.batch_size)
+    for _ in range(done):  # a resumed run: the batches it has seen
+        next(batches)
     device = next(models.student.parameters()).device
     bf16 = uses_bf16(options.precision, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    for step in range(options.steps):
+    stopped_early = False
+    for step in range(done, options.steps):
         indices = next(batches)
         batch = [used[i] for i in indices]
         s_enc = encode_texts(models.student_tokenizer, batch, options.max_length)
@@ -103,9 +111,14 @@ def recover(
         losses.append(loss.item())
         if on_step is not None:
             on_step(step + 1, options.steps, losses[-1])
-        if stopper is not None and stopper.after(step + 1):
+        stopped_early = stopper is not None and stopper.after(step + 1)
+        if saves is not None:
+            saves.save(step + 1, losses, models.student, optimizer, scheduler, stopper)
+        if stopped_early:
             break
     stopped = stopper.restore() if stopper is not None else {}
+    if saves is not None:
+        saves.finish()
     return {
         "steps": options.steps,
         "seconds": time.perf_counter() - start,
@@ -117,6 +130,7 @@ def recover(
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         **({"steps_done": len(losses), **stopped} if stopper is not None else {}),
+        **({"resumed_at": done} if done else {}),
     }
 
 

@@ -15,6 +15,7 @@ from peftport.experiments.report.factors import (
     factor_rows,
     overall_by_pair,
 )
+from peftport.experiments.report.fidelity import fidelity_lines
 from peftport.experiments.report.plots import delta_bars, learning_curves
 from peftport.experiments.report.render import HEADER, is_paper_method, not_learnt, steps_saved, table_rows, write_csv
 from peftport.experiments.report.sections import SEED_HEADER, cost_note, seed_rows, setup_lines, verdict_lines
@@ -134,6 +135,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         *verdict_lines(cells),
         *setup_lines(out, records, cells),
         *_seeds(cells),
+        *fidelity_lines(records, folder),
         *_not_learnt_section(records),
         *(_factors(cells) + [""] if _factors(cells) else []),
         "## Cost",

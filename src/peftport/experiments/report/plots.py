@@ -11,7 +11,8 @@ from typing import Any
 from peftport.experiments.report.cells import CellSummary, short_name
 
 
-def _pyplot():
+def pyplot():  # noqa: ANN201  (matplotlib.pyplot, imported on first use)
+    """matplotlib's pyplot on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +103,7 @@ def tick_steps(steps: list[float]) -> list[float]:
 
 def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], folder: Path) -> list[Path]:
     """One PNG per cell: mean test score over seeds against training steps, baseline vs transferred."""
-    plt, written = _pyplot(), []
+    plt, written = pyplot(), []
     for cell in cells:
         groups = curve_groups(records, cell)
         figure, axes = plt.subplots(figsize=(5, 3.2))
@@ -145,7 +146,7 @@ def learning_curves(records: list[dict[str, Any]], cells: list[CellSummary], fol
 
 def delta_bars(cells: list[CellSummary], folder: Path) -> list[Path]:
     """One PNG per (task, module, transfer): delta (transferred - baseline) per language, with std error bars."""
-    plt, written = _pyplot(), []
+    plt, written = pyplot(), []
     groups: dict[tuple[str, str, str, str], list[CellSummary]] = defaultdict(list)
     for cell in cells:
         groups[(short_name(cell.teacher_model), cell.task, cell.module, cell.transfer)].append(cell)
@@ -187,7 +188,7 @@ def _seed_deltas(cell: CellSummary) -> list[float]:
 
 def similarity_heatmap(layer_map: dict[str, Any], path: Path, title: str = "") -> Path:
     """Heatmap of a manifest's layer similarity (student rows, teacher columns) with the chosen map marked."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = layer_map["similarity"]["matrix"]
     figure, axes = plt.subplots(figsize=(1.2 + 0.45 * len(matrix[0]), 1.2 + 0.45 * len(matrix)))
     image = axes.imshow(matrix, cmap="viridis", aspect="auto")
