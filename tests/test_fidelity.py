@@ -174,3 +174,50 @@ def test_a_killed_recovery_resumes_from_its_last_save_and_ends_as_an_unbroken_ru
             for role, tensor in roles.items():
                 assert torch.allclose(resumed.layers[layer][slot][role], tensor, atol=1e-6)
     assert not (tmp_path / "b" / "recovery-checkpoints").exists(), "a finished run leaves no save"
+
+
+def test_the_fresh_control_distils_a_default_initialised_module_and_a_random_head(tiny, cli, tmp_path):
+    import json
+
+    import peftport
+    from peftport.errors import PeftportError
+    from peftport.experiments.config import TransferConfig
+
+    teacher, student, module, probe = tiny
+    options = {"probe_data": str(probe), "head": True, "recover_steps": 4, "recover_lr": 0.05}
+    moved = peftport.transfer(module, teacher, student, **options)
+    fresh = peftport.transfer(module, teacher, student, **options, start="fresh")
+    assert fresh.provenance["start"] == "fresh" and "start" not in moved.provenance
+    before = fresh.provenance["recovery"]["fidelity"]["transferred"]
+    assert before != moved.provenance["recovery"]["fidelity"]["transferred"], "it starts from another module"
+    lora_b = fresh.layers[0]["attn_q"]["lora_B"]
+    assert lora_b.abs().max() > 0, "a LoRA B that starts at zero (peft's init) is trained by the distillation"
+    with pytest.raises(PeftportError, match="--start fresh distils a fresh module"):
+        peftport.transfer(module, teacher, student, probe_data=str(probe), start="fresh", recover_steps=2)
+    out = tmp_path / "fresh"
+    result = cli("transfer", "--teacher", teacher, "--student", student, "--module", module, "--out", out,
+                 "--probe-data", probe, "--head", "--recover-steps", "2", "--start", "fresh")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "peftport_manifest.json").read_text())["start"] == "fresh"
+    assert TransferConfig(start="fresh", recover_steps=25, head="teacher").label == "fresh+head+rec25"
+    with pytest.raises(ValueError, match="start: fresh distils"):
+        TransferConfig(start="fresh", recover_steps=25)
+
+
+def test_a_grid_runs_the_fresh_control_beside_the_label_free_transfer(grid):
+    from grid_setup import NER, TRAINING, pair_of, write_experiment
+    from peftport.experiments import runner
+    from peftport.experiments.config import load_config
+    from peftport.experiments.store import read_index
+
+    root, models = grid
+    rows = [{"layer_map": "skip", "head": "teacher", "recover_steps": 3},
+            {"layer_map": "skip", "head": "teacher", "recover_steps": 3, "start": "fresh"}]  # fmt: skip
+    fields = {"pairs": pair_of(models), "tasks": [NER], "transfers": rows, "training": TRAINING}
+    out = root / "fresh-out"
+    runner.run_experiment(load_config(write_experiment(root, "fresh", **fields)), out)
+    moved = {r["transfer"]: r for r in read_index(out) if r["kind"] == "transferred"}
+    assert set(moved) == {"skip+head+rec3", "fresh+head+rec3"}
+    assert moved["fresh+head+rec3"]["id"] != moved["skip+head+rec3"]["id"]
+    fresh, label_free = moved["fresh+head+rec3"]["recovery"], moved["skip+head+rec3"]["recovery"]
+    assert fresh["fidelity"]["transferred"] != label_free["fidelity"]["transferred"]

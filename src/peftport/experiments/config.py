@@ -55,7 +55,17 @@ class TransferConfig(TransferFields):
             self.recover_precision if self.recover_precision != "fp32" else "",
             f"pat{self.recover_patience}" if self.recover_patience else "",
         ]
-        return "+".join([method.label(method, self), *[e for e in extras if e]])
+        start = "fresh" if self.start == "fresh" else method.label(method, self)
+        return "+".join([start, *[e for e in extras if e]])
+
+    @model_validator(mode="after")
+    def _fresh_distils(self) -> TransferConfig:
+        if self.start == "fresh" and (not self.recover_steps or self.head != "teacher"):
+            raise ValueError(
+                "start: fresh distils a fresh module and a random head into the teacher's outputs: give "
+                "recover_steps and head: teacher (the student then starts from the distilled head)"
+            )
+        return self
 
     @property
     def _recover_rate(self) -> str:

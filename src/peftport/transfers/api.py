@@ -37,7 +37,7 @@ from peftport.transfers.heads import check_head_width, final_layer_map
 from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality
 from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
 from peftport.transfers.options import TransferOptions, transfer_options
-from peftport.transfers.output import moved_head, student_module, teacher_head
+from peftport.transfers.output import fresh_start, moved_head, student_module, teacher_head
 from peftport.transfers.provenance import command_line, named_models, provenance
 from peftport.transfers.recovery import Recovery, RecoveryOptions, UserModels, final_hidden_map, recover_module
 from peftport.transfers.teacher_outputs import teacher_key
@@ -140,6 +140,11 @@ def transfer_module(
         cached = options.teacher_cache is not None and not isinstance(module, PeftModule)
         cache = (Path(str(options.teacher_cache)), teacher_key(teacher, Path(module), "user")) if cached else None
         recovery = Recovery(settings, UserModels(module, teacher, student), cache)
+    if options.start == "fresh" and (head is None or recovery is None):
+        raise PeftportError(
+            "--start fresh distils a fresh module and a random head into the teacher's outputs: give "
+            "--recover-steps N and --head"
+        )
     plan = _checked_plan(source, t_info, s_info, options, alignment, head is not None or recovery is not None)
     if head is not None and plan.method.aligns:
         check_head_width(head, t_info.dims.hidden_size)
@@ -154,6 +159,9 @@ def transfer_module(
     made["command"] = command_line(origin, *names, options)
     extras = head_extras(moved) if options.head and moved is not None else {}
     result = student_module(source, options.head, s_info, layers, extras, made, names[1])
+    if options.start == "fresh" and moved is not None:  # the control: what distillation alone reaches
+        result, moved = fresh_start(result, moved, options.seed)
+        result = result.with_layers(result.layers, extras=head_extras(moved) if options.head else {})
     if recovery is not None and recovery.options.steps:
         session = probed.session
         texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)

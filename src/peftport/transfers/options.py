@@ -20,6 +20,7 @@ TOKEN_MATCHES = ("offsets", "strings")  # probing.tokens.TOKEN_MATCHES
 LORA_B_MODES = ("input", "output")
 RECOVERY_SCHEDULES = ("constant", "linear")  # transfers.recovery.RecoveryOptions.schedule
 RECOVERY_PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the device computes it natively
+STARTS = ("transfer", "fresh")  # fresh: the control that distils a default-initialised module instead
 DEFAULT_RECOVER_LR = 1e-3
 # json_schema_extra of an option added after the first studies: an experiment's run ids include it only when
 # it is set off its default, so the ids of earlier runs stay valid (experiments.grid reads the marker)
@@ -32,6 +33,7 @@ CHOICES = {  # field -> (allowed values, what the error calls it)
     "lora_b": (LORA_B_MODES, "LoRA B alignment"),
     "recover_schedule": (RECOVERY_SCHEDULES, "recovery schedule"),
     "recover_precision": (RECOVERY_PRECISIONS, "recovery precision"),
+    "start": (STARTS, "start"),
 }
 
 
@@ -96,6 +98,13 @@ class TransferFields(BaseModel):
         "('auto': a GPU that supports it, a CPU with AVX512-BF16 or AMX), or in fp32 (the default).",
         json_schema_extra=LATER,
     )
+    start: str = Field(
+        "transfer",
+        description="'transfer': the teacher's module, moved; 'fresh': the control that isolates what the transfer "
+        "adds: the same module at the library's default initialisation and a random head, distilled into the "
+        "teacher's outputs like the transfer (needs --recover-steps and --head).",
+        json_schema_extra=LATER,
+    )
     recover_patience: int | None = Field(
         None,
         description="Stop recovery when the held-out fidelity has not risen for this many checks (10 per run), "
@@ -119,7 +128,7 @@ class TransferFields(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("matcher", "token_match", "lora_b", "recover_schedule", "recover_precision")
+    @field_validator("matcher", "token_match", "lora_b", "recover_schedule", "recover_precision", "start")
     @classmethod
     def _known(cls, value: str, info: ValidationInfo) -> str:
         allowed, what = CHOICES[info.field_name]

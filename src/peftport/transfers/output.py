@@ -88,3 +88,23 @@ def student_module(
         },
         provenance=made,
     )
+
+
+def fresh_start(
+    module: PeftModule, head: dict[str, torch.Tensor], seed: int
+) -> tuple[PeftModule, dict[str, torch.Tensor]]:
+    """The fresh control of a transfer (``start: fresh``): ``module``'s layers at the library's default
+    initialisation (peft: LoRA B zero; AdapterHub: small normal weights) and a random head shaped like ``head``
+    (weights normal with std 0.02, biases zero, as transformers initialises a new head), seeded by ``seed``."""
+    from peftport.core.initialisation import default_roles
+
+    generator = torch.Generator().manual_seed(seed)
+    layers = {
+        index: {slot: default_roles(roles, generator) for slot, roles in sorted(slots.items())}
+        for index, slots in sorted(module.layers.items())
+    }
+    random = {
+        name: torch.zeros_like(t) if name.endswith("bias") else (torch.randn(t.shape, generator=generator) * 0.02).to(t)
+        for name, t in sorted(head.items())
+    }
+    return module.with_layers(layers, provenance={**module.provenance, "start": "fresh"}), random

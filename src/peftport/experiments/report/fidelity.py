@@ -16,11 +16,11 @@ MIN_POINTS = 3  # fewer points say nothing about a correlation
 
 
 def _figure(measured: dict[str, Any]) -> tuple[str, float] | None:
-    """The one fidelity figure of a measurement (as ``transfers.fidelity.fidelity_figure`` picks it)."""
-    for name in ("balanced_agreement", "agreement", "correlation", "r2"):
-        if isinstance(measured.get(name), (int, float)) and not math.isnan(measured[name]):
-            return name, float(measured[name])
-    return None
+    """The one fidelity figure of a measurement (``transfers.fidelity.fidelity_figure``), None without one."""
+    from peftport.transfers.fidelity import fidelity_figure
+
+    name, value = fidelity_figure(measured)
+    return None if name == "none" or math.isnan(value) else (name, value)
 
 
 def fidelity_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
