@@ -1,6 +1,7 @@
 """A label-free student: how good it gets from unlabelled text alone, and whether the held-out fidelity says so.
 
-    python benchmarks/label_free.py [--steps 0,25,75,150] [--texts 2000] [--lr 0.003] [--out FILE.jsonl]
+    python benchmarks/label_free.py [--steps 0,25,75,150] [--texts 2000] [--lr 0.003] [--schedule linear]
+                                    [--start transfer|fresh] [--out FILE.jsonl]
 
 The committed mpnet NER teacher of docs/results/converging-widths (all-mpnet-base-v2, LoRA r8 q,v with its
 token head, 80.7 F1) moves to all-MiniLM-L6-v2 by projection with its head (probe: 500 texts), then recovers
@@ -8,7 +9,9 @@ for each number of ``--steps`` (16 texts a step, from the first ``--texts`` unla
 sentences; the held-out texts follow them) from the same transferred start, the teacher's outputs cached once.
 Each student is scored on the test split the grids use (first 250 sentences) before any labelled step, next
 to its held-out fidelity (agreement with the teacher's predictions, KL), measured without labels. The closing
-line gives the Spearman correlation of fidelity and F1 over the step counts.
+line gives the Spearman correlation of fidelity and F1 over the step counts. ``--start fresh`` is the control:
+the same student module at peft's default initialisation and a random head (``transfers.output.fresh_start``),
+distilled with the same texts, steps and rate.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from peftport.probing.texts import held_out_texts, read_probe_texts  # noqa: E40
 from peftport.tasks.data import TaskConfig, load_task  # noqa: E402
 from peftport.transfers.api import transfer_module  # noqa: E402
 from peftport.transfers.options import TransferOptions  # noqa: E402
+from peftport.transfers.output import fresh_start  # noqa: E402
 from peftport.transfers.recovery import Recovery, RecoveryOptions, UserModels, recover_module  # noqa: E402
 from peftport.transfers.teacher_outputs import teacher_key  # noqa: E402
 from peftport.zoo import resolve_model  # noqa: E402
@@ -59,6 +63,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--schedule", default="constant", help="constant or linear (10%% warm-up, linear decay)")
+    parser.add_argument("--start", default="transfer", choices=["transfer", "fresh"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     teacher, student = resolve_model("zoo:all-mpnet-base-v2"), resolve_model("zoo:all-MiniLM-L6-v2")
@@ -70,6 +75,9 @@ def main() -> None:
     start = time.perf_counter()
     moved = transfer_module(TEACHER_MODULE, teacher, student, options)
     transfer_seconds = time.perf_counter() - start
+    start_module, start_head = moved.module, moved.head
+    if args.start == "fresh":  # the control: no transfer, distillation alone
+        start_module, start_head = fresh_start(moved.module, moved.head, seed=0)
     trained, held_out = held_out_texts(source, read_probe_texts(source, args.texts))
     lines = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -78,10 +86,10 @@ def main() -> None:
             settings = RecoveryOptions(max(steps, 1), args.lr, schedule=args.schedule)
             recovery = Recovery(settings, UserModels(TEACHER_MODULE, teacher, student), cache)
             start = time.perf_counter()
-            result, head = recover_module(moved.module, moved.head, recovery, trained, None, held_out)
+            result, head = recover_module(start_module, start_head, recovery, trained, None, held_out)
             record = result.provenance["recovery"]
             fidelity = record["fidelity"]["transferred" if steps == 0 else "recovered"]
-            module, head = (moved.module, moved.head) if steps == 0 else (result, head)
+            module, head = (start_module, start_head) if steps == 0 else (result, head)
             f1 = _score(student, data, module, head, Path(scratch) / f"s{steps}")
             line = {
                 "steps": steps, "f1": f1, "share_of_teacher": f1 / TEACHER_F1, "agreement": fidelity["agreement"],
@@ -90,7 +98,7 @@ def main() -> None:
                 "recovery_seconds": 0.0 if steps == 0 else record["seconds"],
                 "teacher_seconds": 0.0 if steps == 0 else record["teacher_seconds"],
                 "wall_seconds": time.perf_counter() - start, "transfer_seconds": transfer_seconds, "lr": args.lr,
-                "schedule": args.schedule,
+                "schedule": args.schedule, "start": args.start,
             }  # fmt: skip
             lines.append(line)
             print(json.dumps(line), flush=True)

@@ -418,3 +418,23 @@ def test_a_classifier_module_moved_without_its_head_is_checked_on_the_classifier
     student = AutoModelForSequenceClassification.from_pretrained(str(wild["bert2"]), num_labels=5)
     missing, unexpected, _ = _clean_peft_load(student, tmp_path / "out")
     assert missing == [] and unexpected == []
+
+
+def test_a_grid_adds_its_bottleneck_adapters_without_the_inactive_adapter_line(wild, caplog):
+    import logging
+
+    from transformers import AutoModel
+
+    from peftport.architectures.registry import spec_by_name
+    from peftport.experiments.training.options import ModuleConfig
+    from peftport.experiments.training.trainable import attach_module
+
+    library = logging.getLogger("adapters")
+    level, library.level = library.level, logging.WARNING
+    try:
+        with caplog.at_level(logging.WARNING):
+            model = AutoModel.from_pretrained(str(wild["bert2"]))
+            attach_module(model, spec_by_name("bert"), ModuleConfig(type="seq_bn", reduction_factor=4))
+    finally:
+        library.setLevel(level)
+    assert not any("none are activated" in record.getMessage() for record in caplog.records)

@@ -63,7 +63,8 @@ def attach(
     if detect_format(module_dir) != "peft":
         loaded, report = _with_adapters(model, module_dir, name)
         if trainable:
-            loaded.train_adapter(loaded.active_adapters.last())
+            with expected_messages(ADAPTERS_NOT_ACTIVE):
+                loaded.train_adapter(loaded.active_adapters.last())
             return loaded, report
         return loaded.eval(), report
     if not trainable:

@@ -16,7 +16,7 @@ from peftport.errors import PeftportError
 from peftport.experiments.training.options import ModuleConfig
 from peftport.formats.loading import attach
 from peftport.formats.peft_lora import WRAPPER
-from peftport.library_logs import NEW_HEAD_WEIGHTS, expected_messages
+from peftport.library_logs import ADAPTERS_NOT_ACTIVE, NEW_HEAD_WEIGHTS, expected_messages
 from peftport.tasks.data import TaskData
 from peftport.zoo import publish_base_model
 
@@ -115,8 +115,9 @@ def _with_bottleneck(model: torch.nn.Module, config: ModuleConfig, init: Path | 
     adapters.init(model)
     if init is None:
         kinds = {"seq_bn": adapters.SeqBnConfig, "double_seq_bn": adapters.DoubleSeqBnConfig}
-        model.add_adapter(ADAPTER_NAME, config=kinds[config.type](reduction_factor=config.reduction_factor))
-        model.train_adapter(ADAPTER_NAME)
+        with expected_messages(ADAPTERS_NOT_ACTIVE):  # logged while adding the adapter it then activates
+            model.add_adapter(ADAPTER_NAME, config=kinds[config.type](reduction_factor=config.reduction_factor))
+            model.train_adapter(ADAPTER_NAME)
     else:
         model, report = attach(model, init, trainable=True, name=ADAPTER_NAME)
         if report.missing:
