@@ -49,6 +49,24 @@ def _transfer(
     _transfer_one(teacher, student, modules[0], out, alignment, format, force, flags)
 
 
+def _prepared(
+    teacher: str, student: str, alignment: Path | None, format: str | None, flags: dict[str, Any]
+) -> tuple[TransferOptions, Any]:
+    """Every check before any work, for one module or many: the options (every value checked now, also those
+    this call does not use), the output format against ``--head``, the saved alignment, and the zoo models
+    (assembled, or refused, before anything else)."""
+    from peftport.formats.alignment_files import load_alignment
+    from peftport.transfers.options import transfer_options
+    from peftport.zoo import resolve_model
+
+    options = transfer_options(**flags)
+    if options.head and format not in (None, "peft"):
+        raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
+    saved = load_alignment(alignment) if alignment is not None else None
+    resolve_model(teacher), resolve_model(student)
+    return options, saved
+
+
 def _transfer_one(
     teacher: str,
     student: str,
@@ -59,21 +77,14 @@ def _transfer_one(
     force: bool,
     flags: dict[str, Any],
 ) -> None:
-    from peftport.formats.alignment_files import load_alignment
     from peftport.formats.atomic import check_writable
     from peftport.formats.loading import user_model_class
     from peftport.formats.registry import save_module
     from peftport.transfers.api import transfer_module
-    from peftport.transfers.options import transfer_options
-    from peftport.zoo import resolve_model
 
     with user_errors():
         check_writable(out, force)
-        options = transfer_options(**flags)  # every value is checked now, also those this call does not use
-        if options.head and format not in (None, "peft"):
-            raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
-        saved = load_alignment(alignment) if alignment is not None else None
-        resolve_model(teacher), resolve_model(student)  # a zoo model is assembled (or refused) before anything else
+        options, saved = _prepared(teacher, student, alignment, format, flags)
         result = transfer_module(module, teacher, student, options, alignment=saved, console=errors).module
         save_module(result, out, format=format, force=force)
     _summary(result.provenance, out, result.kind, len(result.layers), options)
@@ -93,18 +104,11 @@ def _transfer_many(
     """Several modules for one pair: OUT/<module folder name> each, a summary table, exit 2 if any failed."""
     from rich.table import Table
 
-    from peftport.formats.alignment_files import load_alignment
     from peftport.formats.atomic import make_folder
     from peftport.transfers.batch import transfer_many
-    from peftport.transfers.options import transfer_options
-    from peftport.zoo import resolve_model
 
     with user_errors():
-        options = transfer_options(**flags)
-        if options.head and format not in (None, "peft"):
-            raise PeftportError("--head writes the head as peft modules_to_save: use --format peft")
-        saved = load_alignment(alignment) if alignment is not None else None
-        resolve_model(teacher), resolve_model(student)  # a zoo model is assembled (or refused) before anything else
+        options, saved = _prepared(teacher, student, alignment, format, flags)
         make_folder(out)
         rows = transfer_many(modules, teacher, student, options, out, format, force, errors, saved)
     table = Table(title=f"{len(modules)} modules -> {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from peftport.architectures.registry import architectures, spec_by_name, spec_for_model_type
@@ -33,8 +34,6 @@ def named_model_type(base_model: str | None) -> str | None:
     config = Path(base_model).expanduser() / "config.json"
     if config.is_file():
         try:
-            import json
-
             recorded = json.loads(config.read_text(encoding="utf-8")).get("model_type")
         except (OSError, UnicodeDecodeError, ValueError, AttributeError):
             recorded = None

@@ -45,9 +45,8 @@ def save_module(
     """
     chosen = codec(format or module.format_options.get("source_format") or peft_lora.NAME)
     chosen.check_writable(module)
-    named = (module.provenance.get("student") or {}).get("model")
-    student = named if check_load else None
-    check_on = str(module.format_options.get("check_on") or named)  # a local folder, where the record names a hub id
+    student = (module.provenance.get("student") or {}).get("model") if check_load else None
+    check_on = str(module.format_options.get("check_on") or student)  # a local folder where the record names a hub id
     target = Path(directory)
     with atomic_directory(target, force=force) as staging:
         chosen.write(module, staging)

@@ -14,14 +14,10 @@ from typing import Any
 
 import torch
 
-from peftport.transfers.stopping import EarlyStop
+from peftport.transfers.stopping import EarlyStop, trainable_parameters
 
 CHECKPOINTS_DIR = "recovery-checkpoints"
 SAVES_PER_RUN = 10
-
-
-def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
 def run_key(teacher_key: str, target: str, texts: list[str], options: Any, student: torch.nn.Module) -> str:
@@ -29,7 +25,7 @@ def run_key(teacher_key: str, target: str, texts: list[str], options: Any, stude
     (so another transfer, seed or rate never continues this one's save)."""
     digest = hashlib.sha256(json.dumps([teacher_key, target, asdict(options)], sort_keys=True, default=str).encode())
     digest.update("\n".join(texts).encode())
-    for name, param in sorted(_trainable(student).items()):
+    for name, param in sorted(trainable_parameters(student).items()):
         digest.update(name.encode())
         digest.update(param.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:20]
@@ -50,7 +46,7 @@ class Checkpoint:
             return 0, []
         saved = torch.load(self.path, map_location="cpu", weights_only=False)
         with torch.no_grad():
-            for name, param in _trainable(model).items():
+            for name, param in trainable_parameters(model).items():
                 param.copy_(saved["trainable"][name])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -74,7 +70,7 @@ class Checkpoint:
         state = {
             "step": step,
             "losses": losses,
-            "trainable": {name: p.detach().cpu().clone() for name, p in _trainable(model).items()},
+            "trainable": {name: p.detach().cpu().clone() for name, p in trainable_parameters(model).items()},
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "stopper": _stopper_state(stopper),

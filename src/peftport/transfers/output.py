@@ -10,6 +10,7 @@ import torch
 
 from peftport.architectures.models import ModelInfo
 from peftport.core.alignment import PointAlignment
+from peftport.core.initialisation import default_roles
 from peftport.core.module import LayerTensors, PeftModule
 from peftport.errors import PeftportError
 from peftport.formats.peft_lora import NAME as PEFT_FORMAT
@@ -96,8 +97,6 @@ def fresh_start(
     """The fresh control of a transfer (``start: fresh``): ``module``'s layers at the library's default
     initialisation (peft: LoRA B zero; AdapterHub: small normal weights) and a random head shaped like ``head``
     (weights normal with std 0.02, biases zero, as transformers initialises a new head), seeded by ``seed``."""
-    from peftport.core.initialisation import default_roles
-
     generator = torch.Generator().manual_seed(seed)
     layers = {
         index: {slot: default_roles(roles, generator) for slot, roles in sorted(slots.items())}

@@ -13,6 +13,11 @@ import torch
 CHECKS_PER_RUN = 10
 
 
+def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The parameters recovery trains (the module's, and a moved head's), by name."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
 @dataclass
 class EarlyStop:
     """``judge()``: the held-out fidelity figure of the current student (higher is better)."""
@@ -37,15 +42,12 @@ class EarlyStop:
         stopper._check(0, first)
         return stopper
 
-    def _trainable(self) -> dict[str, torch.nn.Parameter]:
-        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
-
     def _check(self, step: int, score: float | None = None) -> None:
         score = self.judge() if score is None else score
         self.curve.append((step, score))
         if score > self.best:
             self.best, self.best_step, self.stale = score, step, 0
-            self._snapshot = {name: p.detach().clone() for name, p in self._trainable().items()}
+            self._snapshot = {name: p.detach().clone() for name, p in trainable_parameters(self.model).items()}
         else:
             self.stale += 1
 
@@ -59,6 +61,6 @@ class EarlyStop:
     def restore(self) -> dict[str, Any]:
         """Put the best state back; the record of the checks."""
         with torch.no_grad():
-            for name, param in self._trainable().items():
+            for name, param in trainable_parameters(self.model).items():
                 param.copy_(self._snapshot[name])
         return {"best_step": self.best_step, "best_fidelity": self.best, "fidelity_curve": self.curve}
