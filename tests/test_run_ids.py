@@ -126,3 +126,35 @@ def test_options_left_out_at_their_default_are_the_published_ones():
     }  # fmt: skip
     assert published.items() <= LATER_OPTIONS.items() and LATER_OPTIONS["min_fidelity"] is None
     assert LATER_TRAINING == {"distill": None, "head_learning_rate": None, "eval_log": None, "precision": "auto"}
+
+
+def _config(transfers: list[dict]):
+    from peftport.experiments.config import ExperimentConfig
+
+    task = {"name": "ner", "kind": "token", "train": "/data/train.conll", "test": "/data/test.conll"}
+    return ExperimentConfig(pairs=[{"teacher": "t", "student": "s"}], tasks=[task], transfers=transfers)
+
+
+def test_a_name_tells_apart_transfers_the_label_would_merge():
+    from peftport.errors import PeftportError
+    from peftport.experiments.checks import _check_labels
+
+    probes = [{"layer_map": "skip", "align": "correlation", "probe_sentences": n} for n in (100, 3000)]
+    with pytest.raises(PeftportError, match=r"share the report label 'skip\+corr\(offsets,input\)'.*a name"):
+        _check_labels(_config(probes))
+    named = _config([{**t, "name": f"corr p{t['probe_sentences']}"} for t in probes])
+    _check_labels(named)
+    assert [t.label for t in named.transfers] == ["corr p100", "corr p3000"]
+
+
+def test_a_name_and_partial_layers_enter_labels_and_ids_only_when_set():
+    plain = {"layer_map": "skip", "align": "correlation"}
+    config = _config([plain, {**plain, "transfer_layers": "first-half"}, {**plain, "name": "corr"}])
+    assert [t.label for t in config.transfers] == [
+        "skip+corr(offsets,input)", "skip+corr(offsets,input)+layers(first-half)", "corr"
+    ]  # fmt: skip
+    runs = [r for r in expand(config, Path("/tmp/out")) if r.kind == "transferred"]
+    specs = [r.spec["transfer"] for r in runs]
+    assert "transfer_layers" not in specs[0] and "name" not in specs[0]
+    assert specs[1]["transfer_layers"] == "first-half" and specs[2]["name"] == "corr"
+    assert len({r.id for r in runs}) == 3

@@ -91,6 +91,39 @@ def test_layers_below_the_quality_threshold_keep_a_fresh_initialisation(models, 
             assert torch.equal(b, kept.layers[layer]["attn_v"]["lora_B"]) == (layer not in fresh)
 
 
+CHOICES = [("first-half", [2, 3]), ("second-half", [0, 1]), ("every-other", [1, 3]), ("1", [0, 2, 3])]
+
+
+@pytest.mark.parametrize(("chosen", "fresh"), CHOICES)
+def test_only_the_chosen_layers_take_the_transfer(models, cli, tmp_path, chosen, fresh):
+    # teacher -> itself with SKIP (identity): a layer either holds the teacher's tensors or a fresh init
+    out = tmp_path / "out"
+    result, manifest = _run(cli, models["teacher"], models["teacher"], models["lora"], out, "--transfer-layers", chosen)
+    assert result.exit_code == 0, result.output
+    assert manifest["layers"] == {
+        "transfer_layers": chosen,
+        "transferred": [i for i in range(4) if i not in fresh],
+        "default_init": fresh,
+    }
+    assert f"fresh init {fresh}" in cli("inspect", out).stdout
+    teacher, student = load_module(models["lora"]), load_module(out)
+    for layer in range(4):
+        b = student.layers[layer]["attn_v"]["lora_B"]
+        assert bool(b.eq(0).all()) == (layer in fresh)  # peft's fresh init: B = 0
+        assert torch.equal(b, teacher.layers[layer]["attn_v"]["lora_B"]) == (layer not in fresh)
+    assert "--transfer-layers " + chosen in manifest["command"]
+
+
+@pytest.mark.parametrize(("value", "message"), [("firsthalf", "cannot read transfer layers 'firsthalf'"),
+                                                ("7", "transfer layers [7] are out of range"),
+                                                ("1,1", "must be distinct")])  # fmt: skip
+def test_impossible_transfer_layers_are_refused(models, cli, tmp_path, value, message):
+    how = ("--transfer-layers", value)
+    result, _ = _run(cli, models["teacher"], models["teacher"], models["lora"], tmp_path / "o", *how)
+    assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "o").exists()
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_fallback_without_a_quality_measure_is_refused(models, cli, tmp_path):
     result, _ = _run(cli, models["teacher"], models["prefix"], models["lora"], tmp_path / "o", "--min-quality", "0.5")
     assert result.exit_code == 2 and "--min-quality needs a per-layer quality" in result.stderr

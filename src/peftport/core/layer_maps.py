@@ -189,3 +189,54 @@ def build_layer_map(spec: str, teacher_layers: int, student_layers: int) -> Laye
     if spec and spec[0].isdigit():
         return explicit_map(spec, teacher_layers, student_layers)
     raise LayerMapError(f"unknown layer map '{spec}': use one of {', '.join(LAYER_MAPS)} or a list such as '0,2,4'")
+
+
+LAYER_SELECTIONS: dict[str, Callable[[int], tuple[int, ...]]] = {
+    "all": lambda n: tuple(range(n)),
+    "first-half": lambda n: tuple(range((n + 1) // 2)),
+    "second-half": lambda n: tuple(range((n + 1) // 2, n)),
+    "every-other": lambda n: tuple(range(0, n, 2)),
+}
+
+
+def check_layer_selection(spec: str) -> str:
+    """A name from :data:`LAYER_SELECTIONS` or a list of layers like ``0,2``, before the student's depth is known.
+
+    >>> check_layer_selection("0, 2")
+    '0,2'
+    """
+    if spec in LAYER_SELECTIONS:
+        return spec
+    try:
+        layers = [int(part) for part in spec.split(",")]
+    except ValueError:
+        names = ", ".join(LAYER_SELECTIONS)
+        raise LayerMapError(
+            f"cannot read transfer layers '{spec}': use one of {names} or a list such as '0,2'"
+        ) from None
+    if any(layer < 0 for layer in layers) or len(set(layers)) != len(layers):
+        raise LayerMapError(f"transfer layers '{spec}' must be distinct non-negative layer numbers")
+    return ",".join(str(layer) for layer in layers)
+
+
+def chosen_layers(spec: str, student_layers: int) -> tuple[int, ...]:
+    """The student layers that take the transfer (the others keep a fresh initialisation).
+
+    >>> chosen_layers("first-half", 6), chosen_layers("second-half", 3), chosen_layers("every-other", 6)
+    ((0, 1, 2), (2,), (0, 2, 4))
+    >>> chosen_layers("1,3", 6)
+    (1, 3)
+    """
+    spec = check_layer_selection(spec)
+    if spec in LAYER_SELECTIONS:
+        layers = LAYER_SELECTIONS[spec](student_layers)
+    else:
+        layers = tuple(sorted(int(part) for part in spec.split(",")))
+        bad = [layer for layer in layers if layer >= student_layers]
+        if bad:
+            raise LayerMapError(
+                f"transfer layers {bad} are out of range: the student has layers 0..{student_layers - 1}"
+            )
+    if not layers:
+        raise LayerMapError(f"transfer layers '{spec}' name no layer of a {student_layers}-layer student")
+    return layers

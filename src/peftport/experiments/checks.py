@@ -63,7 +63,9 @@ def _check_labels(config: ExperimentConfig) -> None:
             if (first := seen.setdefault(row.label, number)) != number:
                 raise PeftportError(
                     f"{field}[{first}] and {field}[{number}] share the report label '{row.label}', so the report "
-                    "would merge their runs: give them options the label shows, or separate experiment folders"
+                    "would merge their runs: give them options the label shows"
+                    + (", a name" if field == "transfers" else "")
+                    + ", or separate experiment folders"
                 )
 
 

@@ -39,14 +39,25 @@ class TransferConfig(TransferFields):
     recover_lr: float | None = Field(
         None, description="recovery learning rate (default: the students')", json_schema_extra=LATER
     )
+    name: str | None = Field(
+        None,
+        description="the transfer's label in tables and records (default: built from its options, e.g. "
+        "skip+corr(offsets,input)); needed where two transfers differ only in options the label leaves out, "
+        "such as probe_sentences; part of the run id",
+        json_schema_extra=LATER,
+    )
 
     @property
     def label(self) -> str:
-        """Short name for tables: ``skip``, ``skip+head``, ``skip+corr(offsets,input)``, ``skip+proj`` ..."""
+        """Short name for tables: ``name`` when given, else ``skip``, ``skip+head``, ``skip+corr(offsets,input)``,
+        ``skip+proj`` ..."""
+        if self.name:
+            return self.name
         method = self.method
         extras = [
             self.matcher if self.matcher != "hungarian" else "",
             f"min{self.min_quality:g}" if self.min_quality is not None else "",
+            f"layers({self.transfer_layers})" if self.transfer_layers != "all" else "",
             "svd" if self.lora_svd else "",
             "head" if self.head == "teacher" else "",
             "uncal" if method.calibrates and not self.calibrate else "",

@@ -67,7 +67,7 @@ def transfer_init(run: Run, out: Path, data: TaskData) -> tuple[Path, dict[str, 
     if config is None:
         raise ValueError(f"run {run.id} is not a transfer")
     texts = config.probe_data or typed.task.source("train", typed.language)
-    fields = config.model_dump(exclude={"head", "recover_steps", "recover_lr", "probe_data"})
+    fields = config.model_dump(exclude={"head", "recover_steps", "recover_lr", "probe_data", "name"})
     options = TransferOptions(**fields, probe_data=texts if config.probes else None, seed=spec["seed"])
     teacher_module = run_dir(out, spec["teacher_run"]) / "module"
     teacher, student = resolve_model(spec["teacher"]), resolve_model(spec["model"])

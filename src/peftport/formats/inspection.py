@@ -97,9 +97,11 @@ def _manifest(manifest: dict[str, Any]) -> Table:
         table.add_row("layer CKA", ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(chosen)) + " (inspect --plot)")
     layers = manifest.get("layers")
     if layers:
+        chosen = [f"min quality {layers['min_quality']:g}"] if "min_quality" in layers else []
+        chosen += [f"transfer layers {layers['transfer_layers']}"] if "transfer_layers" in layers else []
+        measure = f" ({layers['measure']})" if "measure" in layers else ""
         table.add_row(
-            f"min quality {layers['min_quality']:g}",
-            f"transferred {layers['transferred']}, fresh init {layers['default_init']} ({layers['measure']})",
+            ", ".join(chosen), f"transferred {layers['transferred']}, fresh init {layers['default_init']}{measure}"
         )
     gains = ((manifest.get("alignment") or {}).get("calibration") or {}).get("gains")
     if gains:

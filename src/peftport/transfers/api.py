@@ -13,7 +13,7 @@ from rich.console import Console
 
 from peftport.architectures.models import ModelInfo, describe_model
 from peftport.core.alignment import Alignment, PointAlignment
-from peftport.core.layer_maps import LayerMap
+from peftport.core.layer_maps import LayerMap, chosen_layers
 from peftport.core.lowrank import merge_by_svd
 from peftport.core.module import LayerTensors, PeftModule
 from peftport.core.points import FINAL_POINT
@@ -34,7 +34,7 @@ from peftport.transfers.alignment import (
 from peftport.transfers.checks import check_hostable, check_prunable, check_teacher_fit, check_widths
 from peftport.transfers.fidelity import fidelity_figure
 from peftport.transfers.heads import check_head_width, final_layer_map
-from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality
+from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality, only_layers
 from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
 from peftport.transfers.options import TransferOptions, transfer_options
 from peftport.transfers.output import fresh_start, moved_head, student_module, teacher_head
@@ -220,14 +220,15 @@ def _probe(
 def _fall_back(
     layers: LayerTensors, probed: _Probed, record: dict[str, Any] | None, options: TransferOptions
 ) -> tuple[LayerTensors, dict[str, Any] | None]:
-    """With ``min_quality``: student layers below it keep a fresh init (``strict``: none may fall short)."""
-    if options.min_quality is None:
-        return layers, None
-    quality, measure = layer_quality(probed.lmap, probed.similarity, record)
-    layers, layer_record = fall_back(layers, quality, measure, options.min_quality, options.seed)
-    if options.strict and "warning" in layer_record:
-        raise PeftportError(f"{layer_record['warning']} (--strict)")
-    return layers, layer_record
+    """Student layers below ``min_quality`` (``strict``: none may fall short) and outside ``transfer_layers``
+    keep a fresh init."""
+    layer_record = None
+    if options.min_quality is not None:
+        quality, measure = layer_quality(probed.lmap, probed.similarity, record)
+        layers, layer_record = fall_back(layers, quality, measure, options.min_quality, options.seed)
+        if options.strict and "warning" in layer_record:
+            raise PeftportError(f"{layer_record['warning']} (--strict)")
+    return only_layers(layers, options.transfer_layers, options.seed, layer_record)
 
 
 def _checked_plan(
@@ -241,6 +242,7 @@ def _checked_plan(
     """Every check that needs only configs, before any probing; what the transfer will do."""
     check_teacher_fit(source, teacher)
     check_hostable(source, student)
+    chosen_layers(options.transfer_layers, student.dims.num_layers)  # before any probing
     if options.lora_svd and not source.spec.low_rank:
         raise PeftportError(f"--lora-svd re-factors LoRA updates; this module is a {source.kind} adapter")
     if alignment is not None:

@@ -1,4 +1,5 @@
-"""The layer map of a transfer and, with ``--min-quality``, which student layers keep a fresh init."""
+"""The layer map of a transfer and which student layers keep a fresh init: those below ``--min-quality``, and
+those outside ``--transfer-layers``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import torch
 
 from peftport.core.initialisation import default_roles
-from peftport.core.layer_maps import LayerMap, build_layer_map
+from peftport.core.layer_maps import LayerMap, build_layer_map, chosen_layers
 from peftport.core.module import LayerTensors
 from peftport.errors import PeftportError, ShapeMismatchError
 from peftport.probing.session import CKA_MAP
@@ -82,3 +83,27 @@ def fall_back(
 def _mean(values: list[float]) -> float:
     real = [v for v in values if not math.isnan(v)]
     return sum(real) / len(real) if real else float("nan")
+
+
+def only_layers(
+    layers: LayerTensors, spec: str, seed: int, record: dict[str, Any] | None
+) -> tuple[LayerTensors, dict[str, Any] | None]:
+    """Student layers outside ``spec`` (``transfer_layers``) get the library's fresh initialisation; the record
+    (``min_quality``'s, when given) lists which layers were transferred and which kept the fresh init."""
+    if spec == "all":
+        return layers, record
+    chosen = set(chosen_layers(spec, len(layers)))
+    generator = torch.Generator().manual_seed(seed + 1)  # not the min-quality fallback's draws
+    kept = {
+        i: slots if i in chosen else {slot: default_roles(roles, generator) for slot, roles in slots.items()}
+        for i, slots in layers.items()
+    }
+    was_transferred = set(record["transferred"]) if record is not None else set(layers)
+    transferred = [i for i in sorted(layers) if i in chosen and i in was_transferred]
+    merged = {
+        **(record or {}),
+        "transfer_layers": spec,
+        "transferred": transferred,
+        "default_init": [i for i in sorted(layers) if i not in transferred],
+    }
+    return kept, merged

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from peftport.core.layer_maps import check_layer_selection
 from peftport.errors import PeftportError
 from peftport.transfers.methods import NO_ALIGNMENT, AlignMethod, align_method, methods_help
 
@@ -66,6 +67,12 @@ class TransferFields(BaseModel):
         None,
         description="Student layers whose quality (matched correlation, held-out R^2 of projection, or CKA) is "
         "lower keep a fresh init.",
+        json_schema_extra=LATER,
+    )
+    transfer_layers: str = Field(
+        "all",
+        description="Student layers that take the transfer: all, first-half, second-half, every-other, or a list "
+        "like '0,2'; the others keep the library's fresh initialisation (as below --min-quality).",
         json_schema_extra=LATER,
     )
     lora_svd: bool = Field(
@@ -133,6 +140,14 @@ class TransferFields(BaseModel):
     def _known(cls, value: str, info: ValidationInfo) -> str:
         allowed, what = CHOICES[info.field_name]
         return _one_of(value, allowed, what)
+
+    @field_validator("transfer_layers")
+    @classmethod
+    def _layers(cls, value: str) -> str:
+        try:
+            return check_layer_selection(value)
+        except PeftportError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("probe_sentences")
     @classmethod
