@@ -17,6 +17,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 from module_factory import make_adapterhub, make_peft_lora
 from peftport.core.selection import uniform_index
+from peftport.errors import PeftportError
 from peftport.formats.alignment_files import load_alignment
 from peftport.formats.registry import load_module
 from tiny_models import save_tiny_model
@@ -273,6 +274,43 @@ def test_a_fidelity_below_the_minimum_is_warned_about_or_refused(twins, cli, tmp
     alone = cli("transfer", "--teacher", twins["teacher"], "--student", twins["twin"], "--module", module,
                 "--out", tmp_path / "alone", "--min-fidelity", "0.5")  # fmt: skip
     assert alone.exit_code == 2 and "give --recover-steps" in alone.stderr
+
+
+def test_the_fresh_control_is_distilled_alike_and_compared(twins, cli, tmp_path):
+    module = make_peft_lora(twins["teacher"], "bert", tmp_path / "cls", slots=["attn_q"])
+    args = ["--align", "projection", "--probe-data", twins["probe"], "--head", "--recover-steps", "2"]
+    result, manifest = _transfer(cli, twins["teacher"], twins["twin"], module, tmp_path / "out", *args,
+                                 "--compare-fresh")  # fmt: skip
+    record = manifest["recovery"]
+    control = record["fresh_control"]
+    assert control["steps"] == 2 and control["fidelity"]["texts"] == record["fidelity"]["recovered"]["texts"]
+    # the twin's transfer is exact; a fresh module with a random head after two steps is not
+    assert record["fidelity"]["recovered"]["agreement"] == 1.0 > control["fidelity"]["agreement"] - 1e-9
+    assert "warning" not in record and "fresh control (a fresh module distilled alike): held-out" in result.stdout
+    alone = cli("transfer", "--teacher", twins["teacher"], "--student", twins["twin"], "--module", module,
+                "--out", tmp_path / "alone", "--align", "projection", "--probe-data", twins["probe"],
+                "--compare-fresh")  # fmt: skip
+    assert alone.exit_code == 2 and "--compare-fresh needs --recover-steps N and --head" in alone.stderr
+
+
+def test_a_recovery_below_the_fresh_control_is_warned_about_or_refused():
+    from peftport.transfers.options import TransferOptions
+    from peftport.transfers.verdict import judge_fidelity
+
+    def record():
+        return {"fidelity": {"transferred": {"agreement": 0.4}, "recovered": {"agreement": 0.6}},
+                "fresh_control": {"fidelity": {"agreement": 0.7}}}  # fmt: skip
+
+    options = {"probe_data": "t.txt", "head": True, "recover_steps": 2, "compare_fresh": True}
+    warned = record()
+    judge_fidelity(warned, TransferOptions(**options))
+    assert warned["warning"].startswith("held-out agreement 0.600 after recovery is below the fresh control's 0.700")
+    with pytest.raises(PeftportError, match=r"below the fresh control's 0.700 .*\(--strict\)"):
+        judge_fidelity(record(), TransferOptions(**options, strict=True))
+    ahead = record()
+    ahead["fresh_control"]["fidelity"]["agreement"] = 0.5
+    judge_fidelity(ahead, TransferOptions(**options, strict=True))
+    assert "warning" not in ahead
 
 
 def test_recovery_needs_probe_texts(twins, cli, tmp_path):

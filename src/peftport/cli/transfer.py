@@ -154,6 +154,8 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
         )
         if line := fidelity_line(done):
             console.print(line)
+        if "fresh_control" in done:
+            console.print(control_line(done["fresh_control"]))
         if "best_step" in done:
             console.print(
                 f"early stopping: {done['steps_done']} of {done['steps']} steps run; kept the module of step "
@@ -167,6 +169,14 @@ def _summary(made: dict[str, Any], out: Path, kind: str, layers: int, options: T
         measure = align_method(moved["alignment"]).quality_words() if "alignment" in moved else ""
         known = isinstance(quality, float) and not math.isnan(quality)
         console.print(f"task head {moved['method']}" + (f" (final-layer {measure} {quality:.3f})" if known else ""))
+
+
+def control_line(control: dict[str, Any]) -> str:
+    """``fresh control (a fresh module distilled alike): held-out agreement 0.655``."""
+    from peftport.transfers.fidelity import fidelity_figure
+
+    name, value = fidelity_figure(control["fidelity"])
+    return f"fresh control (a fresh module distilled alike): held-out {name} {value:.3f}"
 
 
 def fidelity_line(recovery: dict[str, Any]) -> str:

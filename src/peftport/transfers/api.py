@@ -32,7 +32,6 @@ from peftport.transfers.alignment import (
     solve_alignment,
 )
 from peftport.transfers.checks import check_hostable, check_prunable, check_teacher_fit, check_widths
-from peftport.transfers.fidelity import fidelity_figure
 from peftport.transfers.heads import check_head_width, final_layer_map
 from peftport.transfers.layers import check_depth, fall_back, fixed_layer_map, layer_quality, only_layers
 from peftport.transfers.methods import PAPER_METHOD, AlignMethod, align_method
@@ -41,6 +40,7 @@ from peftport.transfers.output import fresh_start, moved_head, student_module, t
 from peftport.transfers.provenance import command_line, named_models, provenance
 from peftport.transfers.recovery import Recovery, RecoveryOptions, UserModels, final_hidden_map, recover_module
 from peftport.transfers.teacher_outputs import teacher_key
+from peftport.transfers.verdict import control_record, judge_fidelity
 from peftport.zoo import resolve_model
 
 
@@ -167,25 +167,15 @@ def transfer_module(
         texts = session.texts if session is not None else read_probe_texts(options.probe_data, options.probe_sentences)
         hidden_map = final_hidden_map(final_found, t_info.dims, s_info.dims)
         texts, held_out = held_out_texts(options.probe_data or "", texts)
+        control = fresh_start(result, moved, options.seed) if options.compare_fresh and moved is not None else None
         result, moved = recover_module(result, moved, recovery, texts, hidden_map, held_out, console)
-        _judge_fidelity(result.provenance["recovery"], options)
+        if control is not None:
+            distilled, _ = recover_module(*control, recovery, texts, hidden_map, held_out, console)
+            result.provenance["recovery"]["fresh_control"] = control_record(distilled.provenance["recovery"])
+        judge_fidelity(result.provenance["recovery"], options)
         if options.head and moved is not None:
             result = result.with_layers(result.layers, extras=head_extras(moved))
     return Transferred(result, moved, final_found)
-
-
-def _judge_fidelity(record: dict[str, Any], options: TransferOptions) -> None:
-    """A recovery whose held-out fidelity fell, or stayed below ``min_fidelity``, gets a ``warning`` in its
-    record; with ``strict`` the latter is an error (nothing is written)."""
-    name, after = fidelity_figure(record["fidelity"]["recovered"])
-    _, before = fidelity_figure(record["fidelity"]["transferred"])
-    if options.min_fidelity is not None and not after >= options.min_fidelity:  # NaN: not reached
-        warning = f"held-out {name} {after:.3f} after recovery is below --min-fidelity {options.min_fidelity:g}"
-        if options.strict:
-            raise PeftportError(f"{warning} (--strict)")
-        record["warning"] = warning
-    elif after < before:
-        record["warning"] = f"recovery lowered the held-out {name} from {before:.3f} to {after:.3f}"
 
 
 def _probe(

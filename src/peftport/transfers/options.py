@@ -207,7 +207,8 @@ class TransferOptions(TransferFields):
     device: str | None = Field(None, description="Device for probing (default: cuda if available, else cpu).")
     strict: bool = Field(
         False,
-        description="Fail instead of warning when no student layer reaches --min-quality.",
+        description="Fail instead of warning when no student layer reaches --min-quality, or recovery ends below "
+        "--min-fidelity or the fresh control (--compare-fresh).",
         json_schema_extra={"flag": "--strict"},
     )
     seed: int = Field(0, description="Seed of the fresh initialisation of layers below --min-quality.")
@@ -215,6 +216,12 @@ class TransferOptions(TransferFields):
         None,
         description="Folder that keeps the teacher's outputs on the recovery texts, for other students, seeds and "
         "reruns to reuse (default: computed for this transfer only).",
+    )
+    compare_fresh: bool = Field(
+        False,
+        description="Also distil the fresh control (as --start fresh) with the same texts, steps and seed; warn "
+        "(--strict: fail) when the transfer's held-out fidelity is lower. Doubles the recovery's time.",
+        json_schema_extra={"flag": "--compare-fresh"},
     )
     batch_size: int = Field(32, description="Probe texts per forward pass.", json_schema_extra={"cli": False})
     max_length: int = Field(128, description="Tokens per probe text.", json_schema_extra={"cli": False})
@@ -243,6 +250,8 @@ class TransferOptions(TransferFields):
             raise ValueError("the 'cka' layer map compares both models on probe texts: give --probe-data")
         if self.recover_steps and not self.probe_data:
             raise ValueError("recovery trains on probe texts: give --probe-data")
+        if self.compare_fresh and (not self.recover_steps or not self.head or self.start == "fresh"):
+            raise ValueError("--compare-fresh needs --recover-steps N and --head, and no --start fresh")
         return self
 
     def command_flags(self) -> list[str]:
