@@ -282,3 +282,24 @@ def test_the_report_says_what_a_fidelity_figure_is_worth_where_runs_recovered(tm
     assert "over 9 runs in 3 cells: across cells Spearman 1.00, across runs Spearman 1.00" in text
     assert "it can choose between them without labels" in text
     assert (tmp_path / "some" / "report" / "plots" / "fidelity-vs-score.png").is_file()
+
+
+def test_the_report_sets_label_free_students_beside_the_baseline_given_their_seconds(tmp_path):
+    from peftport.experiments.report.compute import equal_compute_points
+
+    records = _seeded_records()
+    assert equal_compute_points(records) == []  # no run recovered: no section
+    text, _ = _report(tmp_path / "none", records)
+    assert "at equal compute" not in text
+    for r in records:
+        if r["kind"] == "baseline":
+            r["train_seconds"] = 20.0  # 2 s a step over its 10 steps: the curve goes 0 -> 50 + seed points
+        if r["kind"] == "transferred":
+            r.update(transfer="skip+proj+head+rec25", recovery={"seconds": 10.0}, zero_step={"f1": 0.4})
+    points = equal_compute_points(records)
+    assert [round(p["steps"], 6) for p in points] == [5.0] * 3  # 10 s of recovery buy 5 supervised steps
+    assert [round(p["supervised"], 6) for p in points] == [25.0, 25.5, 26.0]  # half-way up each baseline's curve
+    text, _ = _report(tmp_path / "some", records)
+    assert "## Label-free against supervised at equal compute" in text
+    cell = "all-mpnet-base-v2 -> all-MiniLM-L6-v2 ner/en lora-r8 skip+proj+head+rec25"
+    assert f"| {cell} | 3 | 40.0 | 10 | 5 | 25.5 | +14.5 |" in text

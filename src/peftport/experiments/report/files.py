@@ -7,6 +7,7 @@ from typing import Any
 
 from peftport.errors import PeftportError
 from peftport.experiments.report.cells import CellSummary
+from peftport.experiments.report.compute import equal_compute_lines
 from peftport.experiments.report.factors import (
     COST_HEADER,
     FACTOR_HEADER,
@@ -136,6 +137,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         *setup_lines(out, records, cells),
         *_seeds(cells),
         *fidelity_lines(records, folder),
+        *equal_compute_lines(records),
         *_not_learnt_section(records),
         *(_factors(cells) + [""] if _factors(cells) else []),
         "## Cost",
