@@ -1,7 +1,7 @@
 """A label-free student: how good it gets from unlabelled text alone, and whether the held-out fidelity says so.
 
     python benchmarks/label_free.py [--steps 0,25,75,150] [--texts 2000] [--lr 0.003] [--schedule linear]
-                                    [--start transfer|fresh] [--out FILE.jsonl]
+                                    [--start transfer|fresh] [--precision fp32|bf16|auto] [--out FILE.jsonl]
 
 The committed mpnet NER teacher of docs/results/converging-widths (all-mpnet-base-v2, LoRA r8 q,v with its
 token head, 80.7 F1) moves to all-MiniLM-L6-v2 by projection with its head (probe: 500 texts), then recovers
@@ -11,7 +11,7 @@ Each student is scored on the test split the grids use (first 250 sentences) bef
 to its held-out fidelity (agreement with the teacher's predictions, KL), measured without labels. The closing
 line gives the Spearman correlation of fidelity and F1 over the step counts. ``--start fresh`` is the control:
 the same student module at peft's default initialisation and a random head (``transfers.output.fresh_start``),
-distilled with the same texts, steps and rate.
+distilled with the same texts, steps and rate. Lines are appended to ``--out`` as they finish.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--schedule", default="constant", help="constant or linear (10%% warm-up, linear decay)")
     parser.add_argument("--start", default="transfer", choices=["transfer", "fresh"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="of recovery's steps")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     teacher, student = resolve_model("zoo:all-mpnet-base-v2"), resolve_model("zoo:all-MiniLM-L6-v2")
@@ -83,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         cache = (Path(scratch) / "teacher", teacher_key(teacher, TEACHER_MODULE, "user"))
         for steps in (int(s) for s in args.steps.split(",")):
-            settings = RecoveryOptions(max(steps, 1), args.lr, schedule=args.schedule)
+            settings = RecoveryOptions(max(steps, 1), args.lr, schedule=args.schedule, precision=args.precision)
             recovery = Recovery(settings, UserModels(TEACHER_MODULE, teacher, student), cache)
             start = time.perf_counter()
             result, head = recover_module(start_module, start_head, recovery, trained, None, held_out)
@@ -98,18 +99,18 @@ def main() -> None:
                 "recovery_seconds": 0.0 if steps == 0 else record["seconds"],
                 "teacher_seconds": 0.0 if steps == 0 else record["teacher_seconds"],
                 "wall_seconds": time.perf_counter() - start, "transfer_seconds": transfer_seconds, "lr": args.lr,
-                "schedule": args.schedule, "start": args.start,
+                "schedule": args.schedule, "start": args.start, "precision": args.precision,
             }  # fmt: skip
             lines.append(line)
             print(json.dumps(line), flush=True)
+            if args.out:
+                with args.out.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(line) + "\n")
     for figure in ("agreement", "balanced_agreement"):
         values = [x[figure] for x in lines]
         if None not in values:
             rho = _spearman(values, [x["f1"] for x in lines])
             print(f"Spearman({figure}, F1) over {len(lines)} step counts: {rho:.2f}")
-    if args.out:
-        with args.out.open("a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(x) + "\n" for x in lines)
 
 
 if __name__ == "__main__":
