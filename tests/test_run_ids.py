@@ -86,6 +86,8 @@ PUBLISHED = {
     "widths-compute": "widths-compute",
     "converging-teacher-lr": "converging-teacher-lr",
     "converging-widths-lr3e-3": "converging-widths-lr3e-3",
+    "checks-incompatible": "checks-incompatible",
+    **dict.fromkeys(["converging-xnli-en", "converging-pawsx-en"], "converging-sentence-en"),
     **dict.fromkeys(["converging-dense-lora", "converging-dense-seqbn"], "converging-dense"),
     **dict.fromkeys(
         ["converging-teachers-lora", "converging-teachers-lora-de", "converging-teachers-seqbn"], "converging-teachers"
