@@ -22,13 +22,13 @@ def tasks():
 
 
 def test_pawsx_en_reads_real_pairs_with_their_quote_tokens(tasks):
-    data = load_task(tasks["pawsx"], "en")
-    assert data.kind == "pair" and data.labels == ["0", "1"]
-    assert len(data.train) == 2000 and len(data.test) == 250
-    first = data.train[0]
+    limited = load_task(tasks["pawsx"].model_copy(update={"train_limit": 2000, "test_limit": 250}), "en")
+    assert limited.kind == "pair" and limited.labels == ["0", "1"]
+    assert len(limited.train) == 2000 and len(limited.test) == 250
+    first = limited.train[0]
     assert first.text.startswith("This was a series of nested angular standards")
     assert first.text_pair.startswith("This was a series of nested polar scales") and first.label == "0"
-    every = load_task(tasks["pawsx"].model_copy(update={"train_limit": None, "test_limit": None}), "en")
+    every = load_task(tasks["pawsx"], "en")  # the grid reads every pair (converging-pawsx-en.yaml)
     assert len(every.train) == 7977 and len(every.test) == 2000
     assert Counter(e.label for e in every.test)["0"] == 1093  # the majority class: 54.7% of the test split
     assert any("''" in e.text or '"' in e.text for e in every.train)  # kept as written: no quoting

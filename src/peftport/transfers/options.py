@@ -71,8 +71,7 @@ class TransferFields(BaseModel):
     )
     transfer_layers: str = Field(
         "all",
-        description="Student layers that take the transfer: all, first-half, second-half, every-other, or a list "
-        "like '0,2'; the others keep the library's fresh initialisation (as below --min-quality).",
+        description="Student layers to transfer: all, first-half, second-half, every-other or '0,2' (rest: fresh).",
         json_schema_extra=LATER,
     )
     lora_svd: bool = Field(
