@@ -58,12 +58,8 @@ def fall_back(
     layers: LayerTensors, quality: list[float], measure: str, threshold: float, seed: int
 ) -> tuple[LayerTensors, dict[str, Any]]:
     """Layers whose quality is below ``threshold`` get the library's fresh initialisation instead."""
-    generator = torch.Generator().manual_seed(seed)
     low = [i for i, q in enumerate(quality) if not q >= threshold]  # NaN counts as low
-    kept = {
-        i: {slot: default_roles(roles, generator) for slot, roles in slots.items()} if i in low else slots
-        for i, slots in layers.items()
-    }
+    kept = _with_fresh(layers, set(low), seed)
     record = {
         "quality": quality,
         "measure": measure,
@@ -80,6 +76,16 @@ def fall_back(
     return kept, record
 
 
+def _with_fresh(layers: LayerTensors, fresh: set[int], seed: int) -> LayerTensors:
+    """``layers`` with those in ``fresh`` at the library's fresh initialisation, drawn in layer order from
+    ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        i: {slot: default_roles(roles, generator) for slot, roles in slots.items()} if i in fresh else slots
+        for i, slots in layers.items()
+    }
+
+
 def _mean(values: list[float]) -> float:
     real = [v for v in values if not math.isnan(v)]
     return sum(real) / len(real) if real else float("nan")
@@ -93,11 +99,7 @@ def only_layers(
     if spec == "all":
         return layers, record
     chosen = set(chosen_layers(spec, len(layers)))
-    generator = torch.Generator().manual_seed(seed + 1)  # not the min-quality fallback's draws
-    kept = {
-        i: slots if i in chosen else {slot: default_roles(roles, generator) for slot, roles in slots.items()}
-        for i, slots in layers.items()
-    }
+    kept = _with_fresh(layers, set(layers) - chosen, seed + 1)  # not the min-quality fallback's draws
     was_transferred = set(record["transferred"]) if record is not None else set(layers)
     transferred = [i for i in sorted(layers) if i in chosen and i in was_transferred]
     merged = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 Key = tuple[str, ...]
 
@@ -56,3 +57,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def short_name(model: str) -> str:
     """A model's short name: the last path component, without ``zoo:``."""
     return Path(model.removeprefix("zoo:")).name
+
+
+def run_cell(record: dict[str, Any]) -> str:
+    """The cell a transferred run belongs to, in words: ``mpnet -> MiniLM-L6 ner/en lora-r8 skip``."""
+    pair = f"{short_name(record['teacher'])} -> {short_name(record['model'])}"
+    return f"{pair} {record['task']}/{record['language']} {record['module']} {record['transfer']}"

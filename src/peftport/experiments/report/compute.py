@@ -10,9 +10,10 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from peftport.experiments.report.cells import short_name
+from peftport.experiments.report.cells import run_cell
+from peftport.experiments.report.curves import score_at
 
-HEADER = [
+EQUAL_COMPUTE_HEADER = [
     "cell",
     "seeds",
     "label-free (before labels)",
@@ -21,20 +22,6 @@ HEADER = [
     "supervised there",
     "label-free - supervised",
 ]
-
-
-def score_at(curve: list[dict[str, float]], metric: str, step: float) -> float:
-    """The learning curve's score at ``step``, on the straight line between the evaluations around it (the last
-    evaluation's score past the end).
-
-    >>> score_at([{"step": 0, "f1": 0.0}, {"step": 10, "f1": 0.4}, {"step": 20, "f1": 0.6}], "f1", 15)
-    0.5
-    """
-    points = sorted((p["step"], p[metric]) for p in curve if metric in p)
-    for (before, low), (after, high) in zip(points, points[1:], strict=False):
-        if before <= step <= after:
-            return low + (high - low) * (step - before) / max(after - before, 1e-9)
-    return points[-1][1] if step > points[-1][0] else points[0][1]
 
 
 def equal_compute_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -54,10 +41,9 @@ def equal_compute_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not base.get("train_seconds") or not base.get("steps") or not base.get("curve"):
             continue
         steps = seconds / (base["train_seconds"] / base["steps"])
-        pair = f"{short_name(r['teacher'])} -> {short_name(r['model'])}"
         points.append(
             {
-                "cell": f"{pair} {r['task']}/{r['language']} {r['module']} {r['transfer']}",
+                "cell": run_cell(r),
                 "label_free": 100 * r["zero_step"][r["metric"]],
                 "seconds": seconds,
                 "steps": steps,
@@ -82,22 +68,10 @@ def equal_compute_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def equal_compute_lines(records: list[dict[str, Any]]) -> list[str]:
-    """The report section, or nothing where no run recovered beside a baseline."""
-    rows = equal_compute_rows(records)
-    if not rows:
-        return []
-    table = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    table += ["| " + " | ".join(row) + " |" for row in rows]
-    return [
-        "## Label-free against supervised at equal compute",
-        "",
-        "Each student that recovered without labels, before any labelled step, beside its supervised baseline "
-        "(same seed) given the seconds the recovery took: the baseline's seconds per step turn them into steps, "
-        "and its learning curve, read between evaluations, gives its score there (test scores in percent). The "
-        "recovery's seconds include the teacher's forward passes where its outputs were not cached; the "
-        "baseline needs labels, the label-free student does not.",
-        "",
-        *table,
-        "",
-    ]
+EQUAL_COMPUTE_NOTE = (
+    "Each student that recovered without labels, before any labelled step, beside its supervised baseline (same "
+    "seed) given the seconds the recovery took: the baseline's seconds per step turn them into steps, and its "
+    "learning curve, read between evaluations, gives its score there (test scores in percent). The recovery's "
+    "seconds include the teacher's forward passes where its outputs were not cached; the baseline needs labels, "
+    "the label-free student does not."
+)

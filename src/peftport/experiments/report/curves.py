@@ -1,5 +1,5 @@
-"""Learning-curve figures: when a curve first reaches a score (at or between evaluations), its area, and the
-median reach over seeds."""
+"""Learning-curve figures: when a curve first reaches a score (at or between evaluations), its score at a step,
+its area, and the median reach over seeds."""
 
 from __future__ import annotations
 
@@ -30,6 +30,20 @@ def crossing_step(curve: list[dict[str, float]], metric: str, target: float) -> 
             before, below = points[index - 1]
             return before + (step - before) * (target - below) / (score - below)
     return None
+
+
+def score_at(curve: list[dict[str, float]], metric: str, step: float) -> float:
+    """The learning curve's score at ``step``, on the straight line between the evaluations around it (the last
+    evaluation's score past the end).
+
+    >>> score_at([{"step": 0, "f1": 0.0}, {"step": 10, "f1": 0.4}, {"step": 20, "f1": 0.6}], "f1", 15)
+    0.5
+    """
+    points = sorted((p["step"], p[metric]) for p in curve if metric in p)
+    for (before, low), (after, high) in zip(points, points[1:], strict=False):
+        if before <= step <= after:
+            return low + (high - low) * (step - before) / max(after - before, 1e-9)
+    return points[-1][1] if step > points[-1][0] else points[0][1]
 
 
 def area_under_curve(curve: list[dict[str, float]], metric: str) -> float:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from peftport.experiments.report.cells import short_name
+from peftport.experiments.report.cells import run_cell
 
 MIN_POINTS = 3  # fewer points say nothing about a correlation
 
@@ -32,9 +32,7 @@ def fidelity_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         figure = _figure(fidelity)
         if r["kind"] != "transferred" or figure is None or r["metric"] not in r.get("zero_step", {}):
             continue
-        pair = f"{short_name(r['teacher'])} -> {short_name(r['model'])}"
-        cell = f"{pair} {r['task']}/{r['language']} {r['module']} {r['transfer']}"
-        points.append({"cell": cell, "figure": figure[0], "fidelity": 100 * figure[1],
+        points.append({"cell": run_cell(r), "figure": figure[0], "fidelity": 100 * figure[1],
                        "score": 100 * r["zero_step"][r["metric"]], "metric": r["metric"]})  # fmt: skip
     return points
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from peftport.errors import PeftportError
 from peftport.experiments.report.cells import CellSummary
-from peftport.experiments.report.compute import equal_compute_lines
+from peftport.experiments.report.compute import EQUAL_COMPUTE_HEADER, EQUAL_COMPUTE_NOTE, equal_compute_rows
 from peftport.experiments.report.factors import (
     COST_HEADER,
     FACTOR_HEADER,
@@ -64,6 +64,14 @@ def _seeds(cells: list[CellSummary]) -> list[str]:
         return []
     return ["## Per seed", "", "Test scores in percent; delta = transferred - baseline of the same seed.", "",
             _markdown(SEED_HEADER, rows), ""]  # fmt: skip
+
+
+def _equal_compute(records: list[dict[str, Any]]) -> list[str]:
+    rows = equal_compute_rows(records)
+    if not rows:
+        return []
+    return ["## Label-free against supervised at equal compute", "", EQUAL_COMPUTE_NOTE, "",
+            _markdown(EQUAL_COMPUTE_HEADER, rows), ""]  # fmt: skip
 
 
 def _paper_only(cells: list[CellSummary]) -> list[str]:
@@ -137,7 +145,7 @@ def write_report(out: Path) -> tuple[Path, list[CellSummary]]:
         *setup_lines(out, records, cells),
         *_seeds(cells),
         *fidelity_lines(records, folder),
-        *equal_compute_lines(records),
+        *_equal_compute(records),
         *_not_learnt_section(records),
         *(_factors(cells) + [""] if _factors(cells) else []),
         "## Cost",
